@@ -1,0 +1,27 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""Networks and network building blocks of L2GNet."""
+
+from l2gnet_monai.networks.encoders import BackboneStages, ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.l2g_mapper import L2GMapper, positional_prior
+from l2gnet_monai.networks.l2gnet import L2GNet
+from l2gnet_monai.networks.nystrom import NystromEmbedding, inverse_sqrt_psd
+from l2gnet_monai.networks.quantizer import CodebookQuantizer
+from l2gnet_monai.networks.sinkhorn import sinkhorn
+
+__all__ = [
+    "L2GNet",
+    "L2GMapper",
+    "NystromEmbedding",
+    "CodebookQuantizer",
+    "ResNetStages",
+    "BackboneStages",
+    "build_encoder",
+    "load_torchvision_resnet",
+    "positional_prior",
+    "inverse_sqrt_psd",
+    "sinkhorn",
+]

@@ -1,0 +1,222 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""L2GNet: ResNet encoder, vector quantizer, optimal-transport L2GMapper and U-Net decoder."""
+
+from collections.abc import Sequence
+from typing import Dict, List, Optional
+
+import torch
+from monai.networks.blocks import Convolution
+from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
+from torch import nn
+
+from l2gnet_monai.networks.encoders import ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.l2g_mapper import L2GMapper
+from l2gnet_monai.networks.quantizer import CodebookQuantizer
+
+__all__ = ["L2GNet"]
+
+
+class L2GNet(nn.Module):
+    """L2GNet (Gorade et al.): a U-Net whose bottleneck relates vector-quantised codes by optimal transport.
+
+    ::
+
+        image (B, C_in, *S)
+          -> encoder (stem + 3 residual stages, stride 16)           skips at strides 2, 4, 8
+          -> pre-bottleneck: 2 conv blocks                          z_con (B, D, *S/16)
+          -> vector quantizer (K codes of size D)                   z_dis, commitment loss
+          -> L2GMapper (q references, Sinkhorn on a kernel embedding)
+          -> post-bottleneck: 2 conv blocks
+          -> U-Net decoder (MONAI's UNetDecoder, 4 up-sampling blocks) and segmentation head
+        logits (B, out_channels, *S)
+
+    The defaults are the paper's configuration: ResNet50, ``K = 512`` codes of size ``D = 1024``, ``q = 4``
+    references, 10 Sinkhorn iterations.
+
+    **Outputs and the quantization loss.** ``forward`` always returns the logits tensor alone, so the
+    network drops into MONAI's inferers, ``SupervisedTrainer``/``SupervisedEvaluator`` and TorchScript
+    export unchanged. In training mode it also stores the quantizer's commitment loss in
+    ``self.quantization_loss`` (a tensor in the autograd graph of that forward pass) and the codebook
+    statistics in ``self.codebook_stats``; :class:`l2gnet_monai.losses.L2GNetLoss` (built with
+    ``network=...``) takes the loss from there and adds it to Dice + CE. This works under
+    ``DistributedDataParallel``, whose wrapper forwards to this module (the loss unwraps ``.module``).
+
+    **Input sizes.** Spatial sizes that are not multiples of 16 are zero-padded at the high end and the
+    logits cropped back, so any size works; multiples of 16 avoid the padding.
+
+    Args:
+        spatial_dims: 2 (the paper) or 3.
+        in_channels: image channels.
+        out_channels: classes, background included.
+        backbone: ``resnet10`` ... ``resnet200`` (torchvision layout, see
+            :class:`~l2gnet_monai.networks.encoders.ResNetStages`) or any other MONAI
+            ``FLEXUNET_BACKBONE`` name such as ``efficientnet-b0``.
+        pretrained_encoder: path of a torchvision-format ResNet state dict to load into the encoder
+            (e.g. ImageNet ``resnet50-0676ba61.pth``); ``None`` for random initialisation.
+        codebook_size: number of codes ``K``.
+        codebook_dim: code size ``D``, the width of the bottleneck.
+        commitment_cost: weight ``beta`` of the commitment loss.
+        codebook_decay: EMA decay of the codebook.
+        dead_code_threshold: relative usage below which codes are restarted (0 disables).
+        num_references: references ``q`` of the L2GMapper.
+        reference_grid: grid of each reference (``t`` = product); an int is used along every axis.
+            In ``"full"`` mode it should be the bottleneck's grid at the training size (input / 16).
+        mapper_mode: ``"pooled"`` (linear in the number of positions) or ``"full"`` (one bin per position).
+        num_anchors: Nyström anchors ``m`` of the kernel embedding.
+        kernel_sigma: bandwidth of the Nyström kernel.
+        sinkhorn_iterations: Sinkhorn iterations.
+        sinkhorn_epsilon: entropic regularisation of the transport problem.
+        position_sigma: bandwidth of the positional prior, relative to the image extent.
+        bottleneck_kernel_size: kernel size of the pre- and post-bottleneck conv blocks.
+        decoder_channels: output channels of the 4 decoder blocks (strides 8, 4, 2, 1).
+        norm: normalisation of the bottleneck and decoder blocks (MONAI's layer factory spec).
+        act: activation of the bottleneck and decoder blocks.
+        upsample: decoder up-sampling, ``"nontrainable"``, ``"deconv"`` or ``"pixelshuffle"``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 9,
+        backbone: str = "resnet50",
+        pretrained_encoder: Optional[str] = None,
+        codebook_size: int = 512,
+        codebook_dim: int = 1024,
+        commitment_cost: float = 0.25,
+        codebook_decay: float = 0.99,
+        dead_code_threshold: float = 0.03,
+        num_references: int = 4,
+        reference_grid: Sequence[int] | int = 8,
+        mapper_mode: str = "pooled",
+        num_anchors: int = 256,
+        kernel_sigma: float = 0.5,
+        sinkhorn_iterations: int = 10,
+        sinkhorn_epsilon: float = 0.5,
+        position_sigma: float = 0.1,
+        bottleneck_kernel_size: int = 1,
+        decoder_channels: Sequence[int] = (128, 64, 32, 16),
+        norm: str | tuple = ("batch", {"eps": 1e-3, "momentum": 0.1}),
+        act: str | tuple = ("relu", {"inplace": True}),
+        upsample: str = "nontrainable",
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"L2GNet: spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if len(decoder_channels) != 4:
+            raise ValueError(
+                f"L2GNet: decoder_channels needs 4 entries (strides 8, 4, 2, 1), got {tuple(decoder_channels)}."
+            )
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = 16  # the bottleneck's output stride; inputs are padded to a multiple of it
+
+        self.encoder = build_encoder(backbone, spatial_dims=spatial_dims, in_channels=in_channels, num_stages=3)
+        if pretrained_encoder is not None:
+            if not isinstance(self.encoder, ResNetStages):
+                raise ValueError(f"L2GNet: pretrained_encoder loads torchvision ResNets only, not {backbone!r}.")
+            load_torchvision_resnet(self.encoder, pretrained_encoder)
+        encoder_channels: List[int] = list(self.encoder.out_channels)
+
+        def conv_block(cin: int, cout: int) -> Convolution:
+            return Convolution(spatial_dims, cin, cout, kernel_size=bottleneck_kernel_size, norm=norm, act=act)
+
+        self.pre_bottleneck = nn.Sequential(
+            conv_block(encoder_channels[-1], codebook_dim), conv_block(codebook_dim, codebook_dim)
+        )
+        self.quantizer = CodebookQuantizer(
+            spatial_dims,
+            num_embeddings=codebook_size,
+            embedding_dim=codebook_dim,
+            commitment_cost=commitment_cost,
+            decay=codebook_decay,
+            dead_code_threshold=dead_code_threshold,
+        )
+        self.mapper = L2GMapper(
+            spatial_dims,
+            in_channels=codebook_dim,
+            out_channels=codebook_dim,
+            num_references=num_references,
+            reference_grid=reference_grid,
+            mode=mapper_mode,
+            num_anchors=num_anchors,
+            kernel_sigma=kernel_sigma,
+            sinkhorn_iterations=sinkhorn_iterations,
+            sinkhorn_epsilon=sinkhorn_epsilon,
+            position_sigma=position_sigma,
+        )
+        bottleneck_out = 2 * decoder_channels[0]
+        self.post_bottleneck = nn.Sequential(
+            conv_block(codebook_dim, codebook_dim), conv_block(codebook_dim, bottleneck_out)
+        )
+        self.decoder = UNetDecoder(
+            spatial_dims=spatial_dims,
+            encoder_channels=[in_channels] + encoder_channels[:-1] + [bottleneck_out],
+            decoder_channels=list(decoder_channels),
+            act=act,
+            norm=norm,
+            dropout=0.0,
+            bias=False,
+            upsample=upsample,
+            pre_conv="default",
+            interp_mode="nearest",
+            align_corners=None,
+            is_pad=True,
+        )
+        self.segmentation_head = SegmentationHead(spatial_dims, decoder_channels[-1], out_channels, kernel_size=3)
+        self.quantization_loss: Optional[torch.Tensor] = None
+        self.codebook_stats: Dict[str, torch.Tensor] = {}
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        pads: List[int] = []
+        for size in x.shape[2:][::-1]:
+            pads += [0, (self.stride - size % self.stride) % self.stride]
+        if sum(pads) == 0:
+            return x
+        return nn.functional.pad(x, pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: images ``(B, in_channels, *spatial)``, any spatial size.
+
+        Returns:
+            Logits ``(B, out_channels, *spatial)``. In training mode, ``self.quantization_loss`` and
+            ``self.codebook_stats`` are set as a side effect (see the class docstring).
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"L2GNet: expected a {self.spatial_dims + 2}-D input (batch, {self.in_channels} channels, "
+                f"{self.spatial_dims} spatial dims), got shape {x.shape}."
+            )
+        spatial = x.shape[2:]
+        features = self.encoder(self._pad(x))
+        z_con = self.pre_bottleneck(features[-1])
+        z_dis, quantization_loss, _ = self.quantizer(z_con)
+        z = self.post_bottleneck(self.mapper(z_dis))
+        decoded = self.decoder(features[:-1] + [z], len(features) - 1)
+        logits = self.segmentation_head(decoded)
+        if self.training:
+            self._record_training_outputs(quantization_loss)
+        if self.spatial_dims == 2:
+            return logits[:, :, : spatial[0], : spatial[1]]
+        return logits[:, :, : spatial[0], : spatial[1], : spatial[2]]
+
+    @torch.jit.unused
+    def _record_training_outputs(self, quantization_loss: torch.Tensor) -> None:
+        self.quantization_loss = quantization_loss
+        self.codebook_stats = {
+            "perplexity": float(self.quantizer.perplexity),
+            "usage": float(self.quantizer.usage),
+            "restarted_codes": float(self.quantizer.restarted_codes),
+        }
+
+    def pop_quantization_loss(self) -> Optional[torch.Tensor]:
+        """The quantization loss of the last training forward pass, cleared so that it is added only once."""
+        loss, self.quantization_loss = self.quantization_loss, None
+        return loss

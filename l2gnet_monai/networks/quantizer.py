@@ -1,0 +1,151 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""Vector quantizer: MONAI's ``EMAQuantizer`` with data-dependent initialisation, dead-code restarts and statistics."""
+
+from typing import Tuple
+
+import torch
+import torch.distributed as dist
+from monai.networks.layers import EMAQuantizer
+
+__all__ = ["CodebookQuantizer"]
+
+
+class CodebookQuantizer(EMAQuantizer):
+    """EMA vector quantizer (VQ-VAE) that keeps its codebook in use.
+
+    Codebook collapse is the known failure of VQ bottlenecks with wide codes: with a random
+    initialisation far from the encoder's outputs only a handful of codes ever win. On top of
+    :class:`monai.networks.layers.EMAQuantizer` (nearest code, straight-through estimator, EMA codebook
+    updates with Laplace smoothing, commitment loss ``beta ||z - sg[e]||^2``, float32 under AMP) this
+    class
+
+    * initialises the codebook from the encoder's outputs on the first training batch;
+    * restarts *dead* codes: a code whose EMA usage falls below ``dead_code_threshold`` times the usage
+      of a uniformly used codebook is moved onto a random encoder output of the current batch;
+    * records, for every training batch, ``perplexity`` (``exp`` of the entropy of the code histogram)
+      and ``usage`` (fraction of codes used).
+
+    Under ``torch.distributed`` the EMA statistics are all-reduced (``ddp_sync``) and the vectors used
+    for initialisation and restarts are broadcast from rank 0, so every rank keeps the same codebook.
+
+    Args:
+        spatial_dims: number of spatial dimensions of the input.
+        num_embeddings: codebook size ``K``.
+        embedding_dim: code dimension ``D``.
+        commitment_cost: ``beta`` of the commitment loss.
+        decay: EMA decay of the codebook statistics.
+        epsilon: Laplace smoothing of the cluster sizes.
+        dead_code_threshold: relative usage under which a code is restarted; 0 disables restarts.
+        data_init: initialise the codebook from the first training batch.
+        ddp_sync: synchronise codebook statistics across processes.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        num_embeddings: int,
+        embedding_dim: int,
+        commitment_cost: float = 0.25,
+        decay: float = 0.99,
+        epsilon: float = 1e-5,
+        dead_code_threshold: float = 0.03,
+        data_init: bool = True,
+        ddp_sync: bool = True,
+    ) -> None:
+        super().__init__(
+            spatial_dims=spatial_dims,
+            num_embeddings=num_embeddings,
+            embedding_dim=embedding_dim,
+            commitment_cost=commitment_cost,
+            decay=decay,
+            epsilon=epsilon,
+            ddp_sync=ddp_sync,
+        )
+        self.dead_code_threshold = dead_code_threshold
+        self.data_init = data_init
+        self.register_buffer("initialized", torch.tensor(not data_init))
+        self.perplexity = torch.zeros(())
+        self.usage = torch.zeros(())
+        self.restarted_codes = 0
+
+    @torch.jit.unused
+    def distributed_synchronization(self, encodings_sum: torch.Tensor, dw: torch.Tensor) -> None:
+        if self.ddp_sync and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(tensor=encodings_sum, op=dist.ReduceOp.SUM)
+            dist.all_reduce(tensor=dw, op=dist.ReduceOp.SUM)
+
+    @torch.jit.unused
+    def _sample_rows(self, flat_input: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` random rows of ``flat_input`` (with replacement when there are fewer), identical on all ranks."""
+        replace = flat_input.shape[0] < count
+        if replace:
+            index = torch.randint(flat_input.shape[0], (count,), device=flat_input.device)
+        else:
+            index = torch.randperm(flat_input.shape[0], device=flat_input.device)[:count]
+        rows = flat_input[index].clone()
+        if replace:
+            rows += 1e-3 * rows.std() * torch.randn_like(rows)
+        if self.ddp_sync and dist.is_available() and dist.is_initialized():
+            dist.broadcast(rows, src=0)
+        return rows
+
+    @torch.jit.unused
+    def _initialise_from(self, flat_input: torch.Tensor) -> None:
+        codes = self._sample_rows(flat_input, self.num_embeddings)
+        uniform_count = flat_input.shape[0] / self.num_embeddings
+        self.embedding.weight.data.copy_(codes)
+        self.ema_cluster_size.data.fill_(uniform_count)
+        self.ema_w.data.copy_(codes * uniform_count)
+        self.initialized.fill_(True)
+
+    @torch.jit.unused
+    def _restart_dead_codes(self, flat_input: torch.Tensor) -> None:
+        uniform_usage = self.ema_cluster_size.sum() / self.num_embeddings
+        dead = self.ema_cluster_size < self.dead_code_threshold * uniform_usage
+        if self.ddp_sync and dist.is_available() and dist.is_initialized():
+            dist.broadcast(dead, src=0)
+        num_dead = int(dead.sum())
+        self.restarted_codes = num_dead
+        if num_dead == 0:
+            return
+        codes = self._sample_rows(flat_input, num_dead)
+        self.embedding.weight.data[dead] = codes
+        self.ema_cluster_size.data[dead] = uniform_usage
+        self.ema_w.data[dead] = codes * uniform_usage
+
+    @torch.jit.unused
+    def _training_forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            flat_input = inputs.float().permute(self.flatten_permutation).reshape(-1, self.embedding_dim)
+            if not bool(self.initialized):
+                self._initialise_from(flat_input)
+            elif self.dead_code_threshold > 0:
+                self._restart_dead_codes(flat_input)
+        quantized, loss, indices = EMAQuantizer.forward(self, inputs)
+        with torch.no_grad():
+            counts = torch.bincount(indices.flatten(), minlength=self.num_embeddings).float()
+            probs = counts / counts.sum()
+            self.perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+            self.usage = (counts > 0).float().mean()
+        return quantized, loss, indices
+
+    def forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            inputs: encoder output ``(B, D, *spatial)``.
+
+        Returns:
+            ``quantized`` (same shape as ``inputs``, straight-through gradient to ``inputs``),
+            the commitment loss (scalar) and the code indices ``(B, *spatial)``. In training mode the
+            codebook is initialised, restarted and EMA-updated first (see the class docstring).
+        """
+        if self.training:
+            return self._training_forward(inputs)
+        _, _, indices = self.quantize(inputs)
+        quantized = self.embed(indices)
+        loss = self.commitment_cost * torch.nn.functional.mse_loss(quantized.detach(), inputs)
+        return inputs + (quantized - inputs).detach(), loss, indices
