@@ -104,6 +104,7 @@ class NystromEmbedding(nn.Module):
     def inverse_sqrt_gram(self) -> torch.Tensor:
         """``kappa(W W^T)^{-1/2}``, shape ``(m, m)``, differentiable w.r.t. the anchors."""
         anchors = self.unit_anchors()
+        anchors = anchors if anchors.dtype == torch.float64 else anchors.float()  # no eigh in half precision
         gram = self.kappa(anchors @ anchors.t())
         return inverse_sqrt_psd(gram, self.eps)
 

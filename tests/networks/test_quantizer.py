@@ -1,0 +1,98 @@
+"""CodebookQuantizer: data initialisation, EMA updates, dead-code restarts, statistics, eval path."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from l2gnet_monai.networks.quantizer import CodebookQuantizer
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _is_row_of(vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(vectors, rows, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values < 1e-4
+
+
+def test_first_training_batch_initialises_the_codebook_from_encoder_outputs() -> None:
+    torch.manual_seed(0)
+    quantizer = CodebookQuantizer(2, num_embeddings=16, embedding_dim=8).train()
+    x = torch.randn(2, 8, 6, 6) * 5 + 3
+    quantizer(x)
+    # after one EMA step each code is (0.99 * code + 0.01 * mean of its cluster): still close to a batch vector
+    distance = torch.cdist(quantizer.embedding.weight, _rows(x)).min(dim=1).values
+    assert (distance < 0.2 * x.std()).all()
+    assert bool(quantizer.initialized)
+
+
+def test_ema_moves_codes_to_their_cluster_means() -> None:
+    torch.manual_seed(0)
+    quantizer = CodebookQuantizer(2, num_embeddings=2, embedding_dim=3, decay=0.5, dead_code_threshold=0.0)
+    quantizer.train()
+    centres = torch.tensor([[5.0, 0.0, 0.0], [0.0, -5.0, 0.0]])
+    points = torch.cat([centres[0] + 0.1 * torch.randn(8, 3), centres[1] + 0.1 * torch.randn(8, 3)])
+    x = points.t().reshape(1, 3, 4, 4)
+    for _ in range(30):
+        quantizer(x)
+    codes = quantizer.embedding.weight
+    order = torch.cdist(centres, codes).argmin(dim=1)
+    torch.testing.assert_close(codes[order], torch.stack([points[:8].mean(0), points[8:].mean(0)]), atol=1e-3, rtol=0)
+
+
+def test_dead_codes_are_restarted_on_batch_vectors() -> None:
+    torch.manual_seed(0)
+    # decay ~1 freezes the EMA, so the restarted codes stay exactly where they were put
+    quantizer = CodebookQuantizer(2, num_embeddings=32, embedding_dim=4, decay=1 - 1e-7).train()
+    x = torch.randn(2, 4, 4, 4)
+    quantizer(x)
+    dead = torch.arange(32) % 4 == 0
+    quantizer.ema_cluster_size.data[dead] = 0.0
+    quantizer.embedding.weight.data[dead] = 1e3  # far from any input: these codes never win
+    y = torch.randn(2, 4, 4, 4)
+    quantizer(y)
+    assert quantizer.restarted_codes == int(dead.sum())
+    assert (quantizer.embedding.weight[dead].abs() < 100).all()
+    assert _is_row_of(quantizer.embedding.weight[dead], _rows(y)).all()
+
+
+def test_usage_statistics_match_the_code_histogram() -> None:
+    torch.manual_seed(0)
+    quantizer = CodebookQuantizer(2, num_embeddings=8, embedding_dim=4).train()
+    x = torch.randn(1, 4, 8, 8)
+    _, _, indices = quantizer(x)
+    counts = torch.tensor([(indices == k).sum().item() for k in range(8)], dtype=torch.float64)
+    p = counts[counts > 0] / counts.sum()
+    assert math.isclose(float(quantizer.perplexity), math.exp(-(p * p.log()).sum().item()), rel_tol=1e-5)
+    assert math.isclose(float(quantizer.usage), (counts > 0).double().mean().item())
+
+
+def test_eval_mode_quantizes_like_training_without_touching_the_codebook() -> None:
+    torch.manual_seed(0)
+    quantizer = CodebookQuantizer(2, num_embeddings=16, embedding_dim=8).train()
+    quantizer(torch.randn(2, 8, 4, 4))
+    quantizer.eval()
+    before = {k: v.clone() for k, v in quantizer.state_dict().items()}
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    quantized, loss, indices = quantizer(x)
+    expected_indices = torch.cdist(_rows(x.detach()), quantizer.embedding.weight).argmin(1).reshape(2, 4, 4)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(quantized, quantizer.embedding.weight[indices].permute(0, 3, 1, 2))
+    for key, value in quantizer.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # straight-through: d quantized / d x is the identity
+    (quantized * 3).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 3.0))
+    assert loss.item() > 0
+
+
+def test_eval_quantizer_scripts() -> None:
+    quantizer = CodebookQuantizer(2, num_embeddings=8, embedding_dim=4).train()
+    quantizer(torch.randn(1, 4, 4, 4))
+    quantizer.eval()
+    scripted = torch.jit.script(quantizer)
+    x = torch.randn(1, 4, 3, 3)
+    for a, b in zip(scripted(x), quantizer(x)):
+        torch.testing.assert_close(a, b)
