@@ -3,10 +3,29 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""L2GNet for MONAI: an optimal-transport bottleneck for medical image segmentation."""
+"""L2GNet for MONAI: an optimal-transport bottleneck for medical image segmentation.
 
-from l2gnet_monai.networks import L2GMapper, L2GNet
+``from l2gnet_monai import L2GNet, L2GNetLoss``. The network classes are imported on first use, so the
+command-line interface starts without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["L2GNet", "L2GMapper", "__version__"]
+_LAZY = {
+    "L2GNet": "l2gnet_monai.networks",
+    "L2GMapper": "l2gnet_monai.networks",
+    "L2GNetLoss": "l2gnet_monai.losses",
+}
+
+__all__ = ["L2GNet", "L2GMapper", "L2GNetLoss", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'l2gnet_monai' has no attribute {name!r}")

@@ -1,0 +1,214 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""Ignite handlers for the bundle's workflows (attach them through ``train_handlers``/``val_handlers``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
+from ignite.handlers import ProgressBar as IgniteProgressBar
+from monai.handlers import CheckpointSaver
+
+from l2gnet_monai.evaluation import EvaluationResults, compute_case_metrics, format_comparison, write_results
+from l2gnet_monai.losses import unwrap_network
+
+__all__ = ["AtomicCheckpointSaver", "CodebookStatsHandler", "ProgressBar", "PaperMetricsHandler"]
+
+logger = logging.getLogger(__name__)
+
+
+class _AtomicDiskSaver(DiskSaver):
+    """ignite's atomic ``DiskSaver`` (temporary file + ``os.replace``), optionally with a fixed file name.
+
+    With a fixed name, ``remove`` is a no-op: the next save replaces the file atomically, whereas removing it
+    first (what ``Checkpoint`` does before saving a better model) would leave a window with no file at all.
+    """
+
+    def __init__(self, dirname: str, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None:
+            super().remove(filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's :class:`~monai.handlers.CheckpointSaver` whose files are never half-written.
+
+    MONAI writes checkpoints in place (``atomic=False``), so an interrupted save corrupts ``model.pt``.
+    Here every file is written to a temporary file in the same folder and renamed over the old one, and the
+    best model's fixed-name file is replaced rather than deleted first. Same arguments as ``CheckpointSaver``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                fixed_name = getattr(checkpoint.save_handler, "filename", None)
+                checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, filename=fixed_name)
+
+
+class CodebookStatsHandler:
+    """Puts the vector quantizer's codebook statistics into the engine's metrics after every epoch.
+
+    At every iteration it reads ``codebook_stats`` (perplexity, fraction of codes used, restarted codes) that
+    :class:`~l2gnet_monai.networks.L2GNet` records during its training forward pass; at the end of the epoch
+    it stores the epoch's means (restarts: the sum) as ``engine.state.metrics["codebook_perplexity"]``,
+    ``["codebook_usage"]`` and ``["codebook_restarts"]``, where ``StatsHandler`` and
+    ``TensorBoardStatsHandler`` (attached after this one) log them. A collapsing codebook shows up as a
+    perplexity falling towards 1.
+
+    Args:
+        network: the network (or its DDP wrapper); defaults to ``engine.network``.
+    """
+
+    def __init__(self, network: torch.nn.Module | None = None) -> None:
+        self.network = network
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._accumulate)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._publish)
+
+    def _reset(self, engine: Engine) -> None:
+        self._sums, self._count = {}, 0
+
+    def _accumulate(self, engine: Engine) -> None:
+        network = unwrap_network(self.network if self.network is not None else engine.network)
+        stats = getattr(network, "codebook_stats", {})
+        if not stats:
+            return
+        for key, value in stats.items():
+            self._sums[key] = self._sums.get(key, 0.0) + float(value)
+        self._count += 1
+
+    def _publish(self, engine: Engine) -> None:
+        if self._count == 0:
+            return
+        engine.state.metrics["codebook_perplexity"] = self._sums["perplexity"] / self._count
+        engine.state.metrics["codebook_usage"] = self._sums["usage"] / self._count
+        engine.state.metrics["codebook_restarts"] = self._sums["restarted_codes"]
+
+
+class ProgressBar:
+    """A tqdm progress bar over the iterations of each epoch (ignite's ``ProgressBar``) showing the loss.
+
+    Args:
+        output_transform: maps ``engine.state.output`` to a float or dict of floats to display, e.g.
+            ``monai.handlers.from_engine(["loss"], first=True)``; ``None`` shows none.
+        persist: keep the finished bar of every epoch on screen.
+    """
+
+    def __init__(self, output_transform: Callable | None = None, persist: bool = True) -> None:
+        self.output_transform = output_transform
+        self.persist = persist
+
+    def attach(self, engine: Engine) -> None:
+        transform = None
+        if self.output_transform is not None:
+
+            def transform(output: Any) -> dict[str, float]:
+                value = self.output_transform(output)
+                value = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+                return value if isinstance(value, dict) else {"loss": float(value)}
+
+        IgniteProgressBar(persist=self.persist).attach(engine, output_transform=transform)
+
+
+class PaperMetricsHandler:
+    """Per-case, per-class Dice and HD95 on whole volumes, reported in the paper's table form.
+
+    At every iteration it takes the decollated ``pred`` and ``label`` of each case (one-hot or label maps,
+    channel-first, in the original image space: invert the preprocessing in ``postprocessing`` first) and
+    scores them with :func:`l2gnet_monai.evaluation.compute_case_metrics` (TransUNet's protocol and edge
+    cases). When the run completes it writes ``metrics_per_case.csv`` and ``summary.json`` to
+    ``output_dir`` and logs the table: our row beside the paper's rows for ``dataset`` ``"synapse"`` or
+    ``"acdc"``, or our row alone otherwise. The summary is also stored in ``engine.state.metrics``
+    (``mean_dsc``, ``mean_hd95``).
+
+    Args:
+        class_names: ``{index: name}`` of the classes (background may be included; it is not scored).
+        output_dir: folder for the CSV and JSON files.
+        dataset: ``"synapse"``, ``"acdc"`` or ``None``: which of the paper's tables to print beside ours.
+        use_spacing: HD95 in millimetres from the label's affine; ``False`` gives voxels as TransUNet's code.
+        hd95_method: ``"medpy"`` (the protocol's definition) or ``"monai"``.
+        name: method name of our row.
+    """
+
+    def __init__(
+        self,
+        class_names: Mapping[int | str, str],
+        output_dir: str,
+        dataset: str | None = None,
+        use_spacing: bool = True,
+        hd95_method: str = "medpy",
+        name: str = "L2GNet (ours)",
+    ) -> None:
+        self.class_names = {int(k): v for k, v in class_names.items() if int(k) != 0}
+        self.output_dir = output_dir
+        self.dataset = dataset
+        self.use_spacing = use_spacing
+        self.hd95_method = hd95_method
+        self.name = name
+        self.results = self._new_results()
+
+    def _new_results(self) -> EvaluationResults:
+        unit = "mm" if self.use_spacing else "voxel"
+        return EvaluationResults(self.class_names, hd95_unit=unit, hd95_method=self.hd95_method)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda e: setattr(self, "results", self._new_results()))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
+        engine.add_event_handler(Events.COMPLETED, self._report)
+
+    @staticmethod
+    def _label_map(x: torch.Tensor) -> np.ndarray:
+        array = x.detach().cpu()
+        array = array.argmax(0) if array.shape[0] > 1 else array[0]
+        return np.asarray(array.numpy()).round().astype(np.int64)
+
+    def _score(self, engine: Engine) -> None:
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        for output in outputs:
+            label = output["label"]
+            meta = getattr(label, "meta", {})
+            case = os.path.basename(str(meta.get("filename_or_obj", f"case_{len(self.results.per_case):04d}")))
+            spacing = None
+            if self.use_spacing and hasattr(label, "affine"):
+                affine = np.asarray(label.affine.cpu())[:3, :3]
+                spacing = tuple(float(s) for s in np.sqrt((affine**2).sum(0)))
+            self.results.per_case[case] = compute_case_metrics(
+                self._label_map(output["pred"]), self._label_map(label), self.class_names, spacing, self.hd95_method
+            )
+
+    def _report(self, engine: Engine) -> None:
+        if not self.results.per_case:
+            return
+        paths = write_results(self.results, self.output_dir)
+        summary = self.results.summary()
+        engine.state.metrics["mean_dsc"] = summary["mean_dsc"]
+        engine.state.metrics["mean_hd95"] = summary["mean_hd95"]
+        if self.dataset in ("synapse", "acdc"):
+            table = format_comparison(summary, self.dataset, self.name)
+        else:
+            per_class = ", ".join(f"{k} {100 * v['dsc']:.2f}" for k, v in summary["per_class"].items())
+            table = f"{self.name}: mean DSC {100 * summary['mean_dsc']:.2f}, mean HD95 {summary['mean_hd95']:.2f}\n"
+            table += f"per-class DSC: {per_class}"
+        logger.info("Scores of %d cases written to %s and %s.", len(self.results.per_case), paths["csv"], paths["json"])
+        print(table, flush=True)
