@@ -1,0 +1,153 @@
+"""The bundle's workflows through MONAI's own entry points, with the smoke override (one small epoch)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from l2gnet_monai.data.phantom import PHANTOM_LABELS
+from tests.bundle.conftest import REPO, SHARED, SMOKE, config_files, run_cli, run_workflow
+
+BUNDLE = REPO / "bundle"
+
+
+def test_metadata_verifies_against_the_schema(tmp_path) -> None:
+    schema = SHARED / "monai_bundle_meta_schema.json"
+    if not schema.is_file():
+        pytest.skip(f"{schema} is not beside the repository")
+    verify_metadata(meta_file=str(BUNDLE / "configs" / "metadata.json"), filepath=str(schema))
+
+
+def test_configs_agree_with_metadata_and_each_other() -> None:
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert {int(k): v for k, v in channel_def.items()} == PHANTOM_LABELS
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    inference = json.loads((BUNDLE / "configs" / "inference.json").read_text())
+    assert inference["num_classes"] == len(channel_def)
+    assert {k: v for k, v in train["network_def"].items() if k not in ("out_channels", "pretrained_encoder")} == {
+        k: v for k, v in inference["network_def"].items() if k != "out_channels"
+    }
+    assert meta["required_packages_version"] == meta["optional_packages_version"]  # MONAI maps one onto the other
+    for key in ("training", "run", "initialize", "network_def", "network", "loss", "optimizer", "train", "validate"):
+        assert key in train
+
+
+def test_verify_net_in_out_with_the_inference_config() -> None:
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(BUNDLE / "configs" / "metadata.json"),
+        config_file=str(BUNDLE / "configs" / "inference.json"),
+        device="cpu",
+    )
+
+
+def test_training_writes_the_best_model_checkpoints_and_logs(trained_bundle: Path) -> None:
+    models = trained_bundle / "models"
+    assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
+    best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert "mapper.references" in best and "quantizer.embedding.weight" in best  # a plain state dict, as in the zoo
+    final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(final)
+    assert final["trainer"]["iteration"] == final["trainer"]["epoch_length"]  # one epoch
+    assert list((trained_bundle / "eval").glob("events.out.tfevents.*")), "TensorBoard logs"
+    assert not list(models.glob("*.tmp")) and not [p for p in models.iterdir() if p.name.startswith("tmp")]
+
+
+def test_evaluation_writes_per_case_scores_and_prints_the_table(trained_bundle: Path, capsys) -> None:
+    run_workflow(config_files(trained_bundle, "train", "evaluate"), "train")
+    out = capsys.readouterr().out
+    assert "Table 1 (Synapse" in out and "L2GNet (ours)" in out and "82.23" in out
+    with open(trained_bundle / "eval" / "metrics_per_case.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["class"] for r in rows} == set(PHANTOM_LABELS.values()) - {"background"}
+    assert len(rows) == 8 * 2  # the smoke phantom's 2 validation cases
+    summary = json.loads((trained_bundle / "eval" / "summary.json").read_text())
+    assert summary["num_cases"] == 2 and summary["hd95_unit"] == "mm"
+    assert 0.0 <= summary["mean_dsc"] <= 1.0
+
+
+def test_inference_writes_label_maps_in_the_input_geometry(trained_bundle: Path) -> None:
+    workflow = run_workflow(config_files(trained_bundle, "inference"), "infer")
+    inputs = [item["image"] for item in workflow.parser.get_parsed_content("datalist")]
+    assert inputs
+    for image_path in inputs:
+        name = Path(image_path).name.replace(".nii.gz", "_seg.nii.gz")
+        written = nib.load(trained_bundle / "eval" / "inference" / name)
+        source = nib.load(image_path)
+        assert written.shape == source.shape
+        np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
+        data = np.asanyarray(written.dataobj)
+        assert data.dtype == np.uint8 and data.max() <= 8
+
+
+def test_ckpt_export_gives_a_torchscript_model_with_the_eager_output(trained_bundle: Path, tmp_path) -> None:
+    files = config_files(trained_bundle, "inference")
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(trained_bundle / "models" / "model.pt"),
+        meta_file=str(trained_bundle / "configs" / "metadata.json"),
+        config_file=files,
+        bundle_root=str(trained_bundle),
+    )
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser["bundle_root"] = str(trained_bundle)
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(trained_bundle / "models" / "model.pt", weights_only=True))
+    network.eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), network(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_zoo_command_runs_from_another_directory(fresh_bundle: Path, tmp_path) -> None:
+    files = ",".join(f"'{f}'" for f in config_files(fresh_bundle, "train"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli(["-m", "monai.bundle", "run", "--config_file", f"[{files}]"], cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (fresh_bundle / "models" / "model.pt").is_file()
+    assert not (elsewhere / "models").exists() and not (elsewhere / "eval").exists()
+
+
+def test_run_training_with_bundle_root_from_the_repository_root(fresh_bundle: Path) -> None:
+    root = fresh_bundle.parent
+    smoke = fresh_bundle.parent / "smoke.json"
+    smoke.write_text(SMOKE.read_text())
+    args = ["-m", "monai.bundle", "run", "training", "--bundle_root", fresh_bundle.name]
+    args += ["--config_file", f"['{fresh_bundle.name}/configs/train.json','smoke.json']"]
+    result = run_cli(args, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (fresh_bundle / "models" / "model.pt").is_file()
+
+
+def test_training_resumes_from_a_checkpoint(trained_bundle: Path, tmp_path) -> None:
+    checkpoint = tmp_path / "resume.pt"
+    checkpoint.write_bytes((trained_bundle / "models" / "checkpoint_final.pt").read_bytes())
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    files = config_files(trained_bundle, "train")
+    workflow = ConfigWorkflow(config_file=files, workflow_type="train", resume_from=str(checkpoint), max_epochs=2)
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    optimizer = workflow.parser.get_parsed_content("optimizer")
+    steps_per_epoch = saved["trainer"]["epoch_length"]
+    # initialize loaded the trainer's progress and the model: the run continues with epoch 2 only
+    assert trainer.state.iteration == steps_per_epoch
+    network = workflow.parser.get_parsed_content("network")
+    torch.testing.assert_close(network.state_dict()["mapper.references"], saved["model"]["mapper.references"])
+    assert optimizer.state_dict()["state"], "the optimizer's momentum buffers were restored"
+    workflow.run()
+    workflow.finalize()
+    assert trainer.state.epoch == 2 and trainer.state.iteration == 2 * steps_per_epoch
+    final = torch.load(trained_bundle / "models" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert final["trainer"]["iteration"] == 2 * steps_per_epoch
