@@ -721,7 +721,7 @@ def evaluate_folders(
     output_dir: str | None = None,
     use_spacing: bool = True,
     hd95_method: str = "medpy",
-    datalist_key: str = "testing",
+    datalist_key: str = "test",
     label_key: str = "label",
     label_pattern: str = "*",
     case_name_fn: Callable[[str], str] | None = None,
@@ -744,7 +744,8 @@ def evaluate_folders(
         use_spacing: read the voxel spacing from the ground-truth header and report HD95 in mm;
             ``False`` reports voxels, as TransUNet (and so the paper's tables) did.
         hd95_method: ``"medpy"`` (the protocol, default) or ``"monai"``, see :func:`hd95`.
-        datalist_key: key of the list in a JSON datalist dict.
+        datalist_key: key of the list in a JSON datalist dict; ``"test"`` is the test list of the ``dataset.json``
+            that ``l2gnet-monai prepare`` writes.
         label_key: key of the ground-truth path in datalist entries.
         label_pattern: ``fnmatch`` pattern selecting ground-truth files in a folder, e.g. ``"*_gt.nii.gz"``.
         case_name_fn: maps a file path to its case name; default :func:`case_name_from_path`.

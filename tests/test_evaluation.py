@@ -417,7 +417,7 @@ def test_evaluate_folders(tmp_path):
     with open(out / "summary.json") as f:
         assert json.load(f)["num_cases"] == 2
     # voxel units and a JSON datalist with relative paths
-    datalist = {"testing": [{"image": "x.nii.gz", "label": "labels/label0002.nii.gz"}]}
+    datalist = {"test": [{"image": "x.nii.gz", "label": "labels/label0002.nii.gz"}]}
     (tmp_path / "datalist.json").write_text(json.dumps(datalist))
     res_vox = evaluate_folders(str(tmp_path / "preds"), str(tmp_path / "datalist.json"), CLASSES3, use_spacing=False)
     assert list(res_vox.per_case) == ["0002"] and res_vox.hd95_unit == "voxel"

@@ -111,21 +111,26 @@ def load_split(
 
     When the file has no (or an empty) ``validation`` list, as the Decathlon's own files, every fifth
     training case (``holdout_fraction``) is held out for validation and left out of ``training``.
+    ``holdout_fraction=0`` keeps every training case for training (the Synapse protocol, which has no
+    validation set); the ``validation`` split of such a file is then empty.
 
     Args:
         datalist_file: the ``dataset.json``.
         split: ``"training"``, ``"validation"`` or ``"test"``.
-        holdout_fraction: fraction of training cases held out when there is no validation list.
+        holdout_fraction: fraction of training cases held out when there is no validation list, in ``[0, 1)``.
         require_labels: every case must have a ``label`` (evaluation needs it; inference does not).
 
     Returns:
         A list of ``{"image": path, "label": path, ...}`` dicts.
 
     Raises:
-        DatalistError: unknown split, no cases in it, or cases without labels.
+        DatalistError: unknown split, ``holdout_fraction`` outside ``[0, 1)``, no cases in the split, or cases
+            without labels.
     """
     if split not in SPLITS:
         raise DatalistError(f"datalist: unknown split {split!r}; expected one of {SPLITS}.")
+    if not 0 <= holdout_fraction < 1:
+        raise DatalistError(f"datalist: holdout_fraction must be in [0, 1), got {holdout_fraction!r}.")
     content = _read_json(datalist_file)
     base = os.path.dirname(os.path.abspath(datalist_file))
 
@@ -143,7 +148,10 @@ def load_split(
         training, validation = _holdout(read("training"), holdout_fraction)
         items = training if split == "training" else validation
     if not items:
-        raise DatalistError(f"datalist: {os.fspath(datalist_file)!r} has no {split!r} cases.")
+        hint = ""
+        if split == "validation" and holdout_fraction <= 0:
+            hint = " (it has no validation list and holdout_fraction is 0: validate on another split)"
+        raise DatalistError(f"datalist: {os.fspath(datalist_file)!r} has no {split!r} cases{hint}.")
     if require_labels:
         missing = [item["image"] for item in items if not item.get("label")]
         if missing:
