@@ -15,40 +15,90 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import fire
 
-from l2gnet_monai.data.msd import DatasetError, detect_layout, prepare_dataset
+from l2gnet_monai.data.msd import DatasetError, detect_layout, one_line, prepare_dataset
 
-__all__ = ["L2GNetCLI", "main", "NEXT_STEPS"]
+__all__ = ["L2GNetCLI", "main", "NEXT_STEPS", "PAPER_DATASETS"]
 
 PROG = "l2gnet-monai"
 
-#: What to run after ``prepare``, by layout; ``{dst}`` is replaced by the output folder.
-NEXT_STEPS = {
-    "synapse": (
-        "python -m monai.bundle run training "
-        "--config_file \"['bundle/configs/train.json','configs/synapse.json']\" --dataset_dir {dst}"
-    ),
-    "acdc": (
-        "python -m monai.bundle run training "
-        "--config_file \"['bundle/configs/train.json','configs/acdc.json']\" --dataset_dir {dst}"
-    ),
-}
+
+def _next_steps(override: str) -> str:
+    train = f"['bundle/configs/train.json','configs/{override}.json']"
+    evaluate = f"['bundle/configs/train.json','bundle/configs/evaluate.json','configs/{override}.json']"
+    return (
+        "from the repository root (training wants a GPU):\n"
+        f'  python -m monai.bundle run training --config_file "{train}" --dataset_dir {{dst}}\n'
+        "then score bundle/models/model.pt on the test split and print the paper's table:\n"
+        f'  python -m monai.bundle run evaluating --config_file "{evaluate}" --dataset_dir {{dst}}\n'
+        f"  {PROG} compare bundle/eval/summary.json --dataset {override}"
+    )
+
+
+#: What to run after ``prepare``, by dataset; ``{dst}`` is replaced by the (shell-quoted) output folder.
+NEXT_STEPS = {"synapse": _next_steps("synapse"), "acdc": _next_steps("acdc")}
+
+#: ``--dataset`` values of ``evaluate``, ``compare`` and ``table``: the classes of the paper's Table 1 and Table 2.
+PAPER_DATASETS = ("synapse", "acdc")
+
+
+def _paper_dataset(dataset: Any) -> str:
+    """The ``--dataset`` value, lower-cased; a :class:`DatasetError` unless it is one of :data:`PAPER_DATASETS`."""
+    key = str(dataset).strip().lower()
+    if key not in PAPER_DATASETS:
+        raise DatasetError(f"--dataset must be one of {', '.join(PAPER_DATASETS)}, got {dataset!r}")
+    return key
+
+
+def _class_names(dataset: str) -> dict[int, str]:
+    from l2gnet_monai.evaluation import ACDC_CLASSES, SYNAPSE_CLASSES
+
+    return dict(SYNAPSE_CLASSES if dataset == "synapse" else ACDC_CLASSES)
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """A ``summary.json`` written by the bundle's evaluation or by ``evaluate``, checked for the table's fields."""
+    if not path.is_file():
+        raise FileNotFoundError(f"summary file {path} does not exist")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(f"cannot read {path} as JSON: {one_line(err)}") from err
+    if not isinstance(summary, Mapping):
+        raise DatasetError(f"{path} must hold a JSON object (a summary.json of an evaluation)")
+    missing = [k for k in ("mean_dsc", "mean_hd95", "per_class") if k not in summary]
+    if missing or not isinstance(summary.get("per_class"), Mapping):
+        raise DatasetError(
+            f"{path} is not an evaluation summary: it lacks {', '.join(missing) or 'a per_class mapping'} "
+            "(expected the summary.json written by the bundle's evaluation or by `l2gnet-monai evaluate`)"
+        )
+    return dict(summary)
 
 
 class L2GNetCLI:
-    """L2GNet for MONAI: prepare the paper's datasets (Synapse multi-organ CT, ACDC cardiac MRI) for the bundle.
+    """L2GNet for MONAI: prepare the paper's datasets (Synapse multi-organ CT, ACDC cardiac MRI) and score results.
 
-    Typical use: convert a download into the folder layout the MONAI bundle reads, then train on it:
+    Typical use, from the repository root: convert a download into the folder layout the MONAI bundle reads,
+    train on it, evaluate on the test split and compare with the paper's table:
 
         l2gnet-monai detect ~/data/Abdomen
         l2gnet-monai prepare ~/data/Abdomen ~/data/synapse_msd
         python -m monai.bundle run training \\
             --config_file "['bundle/configs/train.json','configs/synapse.json']" --dataset_dir ~/data/synapse_msd
+        python -m monai.bundle run evaluating \\
+            --config_file "['bundle/configs/train.json','bundle/configs/evaluate.json','configs/synapse.json']" \\
+            --dataset_dir ~/data/synapse_msd
+        l2gnet-monai compare bundle/eval/summary.json --dataset synapse
+
+    Commands: prepare and detect (datasets), evaluate (score a folder of predicted label maps), compare (our
+    summary.json beside the paper's rows) and table (the paper's rows). See docs/datasets.md.
 
     Source layouts recognised by `prepare` and `detect`:
       synapse-raw        BTCV "RawData" release: RawData/Training/img/img0001.nii.gz, RawData/Training/label/...
@@ -87,9 +137,12 @@ class L2GNetCLI:
             l2gnet-monai prepare /data/Synapse /data/synapse_msd --layout synapse-transunet
             l2gnet-monai prepare /data/ACDC/database /data/acdc_msd --overwrite
 
-        Next, train the bundle on DST (configs/acdc.json for ACDC):
+        Next, from the repository root, train the bundle on DST and evaluate it on the test split
+        (configs/acdc.json for ACDC):
             python -m monai.bundle run training \\
                 --config_file "['bundle/configs/train.json','configs/synapse.json']" --dataset_dir DST
+            python -m monai.bundle run evaluating --config_file \\
+                "['bundle/configs/train.json','bundle/configs/evaluate.json','configs/synapse.json']" --dataset_dir DST
 
         Args:
             src: the downloaded dataset folder. For synapse-raw the folder holding RawData/ (or RawData/ itself,
@@ -112,7 +165,7 @@ class L2GNetCLI:
         counts = ", ".join(f"{len(info[k])} {k}" for k in ("training", "validation", "test"))
         print(f"wrote {out / 'dataset.json'} ({info['name']}: {counts})")
         key = "acdc" if layout == "acdc" else "synapse"
-        print("next, train the bundle on it:\n  " + NEXT_STEPS[key].format(dst=out))
+        print("next, train the bundle on it " + NEXT_STEPS[key].format(dst=shlex.quote(str(Path(out).absolute()))))
 
     def detect(self, src: str) -> None:
         """Print the layout of a dataset folder: synapse-raw, synapse-transunet, acdc or msd.
@@ -130,6 +183,190 @@ class L2GNetCLI:
             src: the folder to inspect.
         """
         print(detect_layout(Path(str(src)).expanduser()))
+
+    def evaluate(
+        self,
+        pred_dir: str,
+        labels: str,
+        dataset: str,
+        output_dir: Optional[str] = None,
+        hd95_in_mm: bool = False,
+        split: str = "test",
+        hd95_method: str = "medpy",
+    ) -> None:
+        """Score predicted label maps against the ground truth as in the paper's tables; print the comparison.
+
+        Every ground-truth volume is paired by case name with a NIfTI file found (recursively) under PRED_DIR:
+        labelsTs/case0001.nii.gz goes with case0001_seg.nii.gz (as the bundle's inference writes it),
+        case0001.nii.gz or 0001_pred.nii.gz. Predictions must be label maps (0 background, 1..N the classes) in
+        the ground truth's voxel grid. Per case and class, Dice and HD95 are computed on the whole 3-D volume
+        with TransUNet's conventions (empty prediction: 0, 0; empty ground truth only: 1, 0), averaged over
+        cases, then over classes. Writes metrics_per_case.csv (case, class, dice, hd95) and summary.json to
+        OUTPUT_DIR and prints Table 1 (synapse) or Table 2 (acdc) of the paper with our row below.
+
+        Classes: synapse 1 spleen, 2 right kidney, 3 left kidney, 4 gallbladder, 5 liver, 6 stomach, 7 aorta,
+        8 pancreas; acdc 1 RV, 2 Myo, 3 LV (the labels that `prepare` writes).
+
+        Examples:
+            l2gnet-monai evaluate bundle/eval/inference ~/data/synapse_msd --dataset synapse
+            l2gnet-monai evaluate preds/ ~/data/acdc_msd/labelsTs --dataset acdc --output_dir results/ --hd95_in_mm
+
+        Args:
+            pred_dir: folder of predicted label maps (.nii or .nii.gz, searched recursively).
+            labels: the ground truth: a dataset folder written by `prepare` (its dataset.json's SPLIT list is
+                scored, "test" by default), a dataset.json file, or a folder of ground-truth NIfTI files.
+            dataset: synapse or acdc: which classes to score and which of the paper's tables to print.
+            output_dir: where to write metrics_per_case.csv and summary.json (default: PRED_DIR).
+            hd95_in_mm: report HD95 in millimetres from the ground truth's voxel spacing. The default,
+                --nohd95_in_mm, reports voxels as the paper's protocol (medpy's hd95 without spacing) does.
+                TransUNet's preprocessed Synapse release has no spacing (1 mm written), so both agree there.
+            split: the dataset.json list to score when LABELS is a dataset: test (default), validation or training.
+            hd95_method: medpy (the protocol's definition, default) or monai (MONAI's HausdorffDistanceMetric).
+        """
+        from l2gnet_monai.evaluation import evaluate_folders, format_comparison
+
+        key = _paper_dataset(dataset)
+        pred_path = Path(str(pred_dir)).expanduser()
+        labels_path = Path(str(labels)).expanduser()
+        if labels_path.is_dir() and (labels_path / "dataset.json").is_file():
+            labels_path = labels_path / "dataset.json"
+        if not labels_path.exists():
+            raise FileNotFoundError(f"ground truth {labels_path} does not exist")
+        out_dir = pred_path if output_dir is None else Path(str(output_dir)).expanduser()
+        try:
+            results = evaluate_folders(
+                str(pred_path),
+                str(labels_path),
+                _class_names(key),
+                output_dir=str(out_dir),
+                use_spacing=bool(hd95_in_mm),
+                hd95_method=str(hd95_method),
+                datalist_key=str(split),
+            )
+        except ValueError as err:  # shape mismatch, label values out of range, bad datalist: the user's input
+            raise DatasetError(one_line(err)) from err
+        print(format_comparison(results.summary(), key))
+        print(f"wrote {out_dir / 'metrics_per_case.csv'} and {out_dir / 'summary.json'}")
+
+    def compare(self, summary_json: str, dataset: str, name: str = "L2GNet (ours)") -> None:
+        """Print our scores from a summary.json beside the paper's published rows (Table 1 or Table 2).
+
+        SUMMARY_JSON is written by the bundle's evaluation (bundle/eval/summary.json) or by `evaluate`. Its
+        classes are matched to the paper's columns by name (e.g. "left kidney" -> KL, "Myo" -> Myo DSC).
+        The note below the table gives the number of cases and the HD95 unit of our row; the paper's HD95
+        values are in voxels (medpy's hd95 without spacing).
+
+        Example:
+            l2gnet-monai compare bundle/eval/summary.json --dataset synapse
+
+        Args:
+            summary_json: the summary.json file.
+            dataset: synapse (Table 1: mean DSC, mean HD95, 8 organ DSCs) or acdc (Table 2: mean DSC, mean HD95,
+                RV/Myo/LV DSC and HD95).
+            name: the name of our row.
+        """
+        from l2gnet_monai.evaluation import format_comparison
+
+        key = _paper_dataset(dataset)
+        path = Path(str(summary_json)).expanduser()
+        summary = _read_summary(path)
+        try:
+            table = format_comparison(summary, key, str(name))
+        except (ValueError, KeyError, TypeError) as err:
+            raise DatasetError(f"{path} does not fit the {key} table: {one_line(err)}") from err
+        print(table)
+
+    def table(self, dataset: str) -> None:
+        """Print the paper's published rows: Table 1 (synapse) or Table 2 (acdc).
+
+        DSC in percent; HD95 as published (voxels: the protocol calls medpy's hd95 without spacing).
+        Synapse columns: DSC, HD, Aorta, GB (gallbladder), KL/KR (left/right kidney), Liver, PC (pancreas),
+        SP (spleen), SM (stomach). ACDC columns: DSC, HD, then DSC and HD95 of RV, Myo and LV.
+
+        Example:
+            l2gnet-monai table --dataset acdc
+
+        Args:
+            dataset: synapse or acdc.
+        """
+        from l2gnet_monai.evaluation import format_comparison
+
+        print(format_comparison(None, _paper_dataset(dataset)))
+
+    def package_bundle(
+        self,
+        bundle_dir: str = "bundle",
+        output_dir: str = "dist",
+        name: Optional[str] = None,
+        overrides: Any = None,
+        include_model: bool = True,
+    ) -> None:
+        """Build the bundle's distributable zip, DIST/<name>_v<version>.zip, in the MONAI model zoo's form.
+
+        The zip holds one folder <name>/ with configs/ (all of the bundle's configs), docs/, LICENSE and, when
+        the bundle has been trained, models/model.pt (checked to load with weights_only=True and to fit the
+        packaged network). Entries are sorted and dated 1980-01-01, so the same bundle gives the same bytes.
+        The zip carries no code: where it runs, l2gnet-monai must be installed (see docs/distribution.md).
+
+        --overrides merges config override files into the packaged train.json and inference.json (keys that only
+        the other config uses are harmless; nested keys whose parent a config lacks are skipped for it), so a
+        distributed bundle can carry e.g. small CPU settings. evaluate.json and multi_gpu_train.json stay
+        overrides of train.json and are packaged unchanged.
+
+        Examples:
+            l2gnet-monai package-bundle
+            l2gnet-monai package-bundle --overrides configs/smoke.json --output_dir /tmp/dist
+            l2gnet-monai package-bundle --noinclude_model --name my_l2gnet
+
+        Next, install it (offline, from the file):
+            python -m monai.bundle download --name l2gnet_segmentation \\
+                --url file:///abs/path/dist/l2gnet_segmentation_v0.1.0.zip --bundle_dir DIR
+        or: l2gnet-monai install-bundle dist/l2gnet_segmentation_v0.1.0.zip DIR
+
+        Args:
+            bundle_dir: the bundle folder (with configs/metadata.json, inference.json, train.json).
+            output_dir: where to write the zip (created if needed; a zip of the same name is replaced).
+            name: the bundle folder in the zip, i.e. the model name in MONAI Label (default: metadata.json's
+                name, l2gnet_segmentation).
+            overrides: override files, comma-separated (JSON or YAML, merged in order).
+            include_model: put models/model.pt in the zip when it exists (--noinclude_model: configs only).
+        """
+        from l2gnet_monai.packaging import package_bundle
+
+        path = package_bundle(
+            bundle_dir=Path(str(bundle_dir)).expanduser(),
+            output_dir=Path(str(output_dir)).expanduser(),
+            name=None if name is None else str(name),
+            overrides=overrides,
+            include_model=bool(include_model),
+        )
+        print(path)
+        bundle_name = path.name.rsplit("_v", 1)[0]
+        print(
+            "install it with:\n  python -m monai.bundle download --name "
+            f"{bundle_name} --url {shlex.quote(path.resolve().as_uri())} --bundle_dir DIR",
+            file=sys.stderr,
+        )
+
+    def install_bundle(self, archive: str, bundle_dir: str, overwrite: bool = False) -> None:
+        """Extract a bundle zip into BUNDLE_DIR/<name>/, refusing unsafe archives before writing anything.
+
+        For machines without `python -m monai.bundle download`. Every entry is checked first: one that would
+        land outside BUNDLE_DIR (a '..' component, an absolute path), a link or special file, entries outside a
+        single top-level folder, or no <name>/configs/metadata.json stops the command with nothing written.
+        The bundle appears under its final name only when completely extracted.
+
+        Example (MONAI Label's monaibundle app serves the folders of <app>/model):
+            l2gnet-monai install-bundle dist/l2gnet_segmentation_v0.1.0.zip apps/monaibundle/model
+
+        Args:
+            archive: the bundle zip.
+            bundle_dir: the folder to install into (created if needed).
+            overwrite: replace BUNDLE_DIR/<name> if it exists.
+        """
+        from l2gnet_monai.packaging import install_bundle
+
+        print(install_bundle(Path(str(archive)).expanduser(), Path(str(bundle_dir)).expanduser(), bool(overwrite)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
