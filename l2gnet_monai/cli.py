@@ -83,7 +83,7 @@ def _read_summary(path: Path) -> dict[str, Any]:
 
 
 class L2GNetCLI:
-    """L2GNet for MONAI: prepare the paper's datasets (Synapse multi-organ CT, ACDC cardiac MRI) and score results.
+    """L2GNet for MONAI: prepare the paper's datasets (Synapse CT, ACDC MRI), score results, distribute the bundle.
 
     Typical use, from the repository root: convert a download into the folder layout the MONAI bundle reads,
     train on it, evaluate on the test split and compare with the paper's table:
@@ -98,7 +98,8 @@ class L2GNetCLI:
         l2gnet-monai compare bundle/eval/summary.json --dataset synapse
 
     Commands: prepare and detect (datasets), evaluate (score a folder of predicted label maps), compare (our
-    summary.json beside the paper's rows) and table (the paper's rows). See docs/datasets.md.
+    summary.json beside the paper's rows) and table (the paper's rows), see docs/datasets.md; package-bundle
+    (a versioned zip of bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md.
 
     Source layouts recognised by `prepare` and `detect`:
       synapse-raw        BTCV "RawData" release: RawData/Training/img/img0001.nii.gz, RawData/Training/label/...

@@ -218,7 +218,8 @@ def dataset_modality(datalist_file: str | os.PathLike) -> str:
     return "CT" if value == "CT" else "MRI"
 
 
-def _spatial_shape(path: str, key: str) -> tuple[tuple[int, ...], nib.Nifti1Header]:
+def _load_header(path: str, key: str) -> tuple[tuple[int, ...], Any]:
+    """Spatial shape (trailing singleton dimensions dropped) and the nibabel image, without reading the data."""
     if not os.path.isfile(path):
         raise DatalistError(f"{key}: file not found: {path!r}.")
     try:
@@ -228,12 +229,15 @@ def _spatial_shape(path: str, key: str) -> tuple[tuple[int, ...], nib.Nifti1Head
     shape = tuple(int(s) for s in image.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    return shape, image.header
+    return shape, image
 
 
-def _check_complete(path: str, header: nib.Nifti1Header, key: str) -> None:
+def _check_complete(path: str, image: Any, key: str) -> None:
     """Read the whole file once: a truncated or corrupt gzip stream, or too few bytes, is named here."""
-    expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    header = image.header
+    offset = getattr(image.dataobj, "offset", None)
+    offset = int(header.get_data_offset() if offset is None else offset)
+    expected = offset + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
     try:
         opener = gzip.open if path.endswith(".gz") else open
         total = 0
@@ -243,7 +247,7 @@ def _check_complete(path: str, header: nib.Nifti1Header, key: str) -> None:
     except (OSError, EOFError) as e:
         raise DatalistError(f"{key}: {path!r} is truncated or corrupt ({e}).") from e
     if total < expected:
-        raise DatalistError(f"{key}: {path!r} is truncated: {total} bytes of data where the header needs {expected}.")
+        raise DatalistError(f"{key}: {path!r} is truncated: {total} bytes where the header needs {expected}.")
 
 
 def check_datalist(
@@ -280,13 +284,13 @@ def check_datalist(
             if key not in item or item[key] is None:
                 continue
             path = os.fspath(item[key])
-            shape, header = _spatial_shape(path, f"{name}[{index}]['{key}']")
+            shape, image = _load_header(path, f"{name}[{index}]['{key}']")
             if len(shape) != spatial_dims:
                 raise DatalistError(
                     f"{name}[{index}]['{key}']: {path!r} has shape {shape}; expected a {spatial_dims}-D volume."
                 )
             if check_integrity:
-                _check_complete(path, header, f"{name}[{index}]['{key}']")
+                _check_complete(path, image, f"{name}[{index}]['{key}']")
             shapes[key] = shape
         if len(set(shapes.values())) > 1:
             described = ", ".join(f"{k} {os.fspath(item[k])!r} {s}" for k, s in shapes.items())

@@ -1,0 +1,102 @@
+"""Handlers: atomic checkpoints, codebook statistics in the metrics, paper-form scores from an evaluator."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from monai.data import MetaTensor
+
+from l2gnet_monai.handlers import AtomicCheckpointSaver, CodebookStatsHandler, PaperMetricsHandler
+
+
+def _engine_with_metric(values: list[float]) -> Engine:
+    engine = Engine(lambda e, batch: batch)
+    engine.state.metrics = {}
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def set_metric(e: Engine) -> None:
+        e.state.metrics["val_mean_dice"] = values[e.state.epoch - 1]
+
+    return engine
+
+
+def test_best_model_is_replaced_atomically_and_survives_a_failed_save(tmp_path, monkeypatch) -> None:
+    model = torch.nn.Linear(3, 2)
+    engine = _engine_with_metric([0.1, 0.5, 0.9])
+    saver = AtomicCheckpointSaver(
+        save_dir=str(tmp_path),
+        save_dict={"model": model},
+        save_key_metric=True,
+        key_metric_name="val_mean_dice",
+        key_metric_filename="model.pt",
+    )
+    saver.attach(engine)
+
+    @engine.on(Events.EPOCH_STARTED(once=2))
+    def change_weights(e: Engine) -> None:
+        with torch.no_grad():
+            model.weight.fill_(2.0)
+
+    real_save = torch.save
+
+    def failing_save(obj, f, *args, **kwargs):
+        if engine.state.epoch == 3:
+            f.write(b"partial")  # a crash in the middle of writing the third checkpoint
+            raise OSError("disk full")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        engine.run([0], max_epochs=3)
+    # model.pt is the complete epoch-2 checkpoint; no temporary file is left behind
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert torch.equal(state["weight"], torch.full((2, 3), 2.0))
+    assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+    assert oct(os.stat(tmp_path / "model.pt").st_mode & 0o044) == oct(0o044), "readable by group and others"
+
+
+def test_codebook_statistics_become_epoch_metrics() -> None:
+    network = torch.nn.Module()
+    stats = iter(
+        [
+            {"perplexity": torch.tensor(p), "usage": torch.tensor(u), "restarted_codes": r}
+            for p, u, r in [(10.0, 0.2, 3), (20.0, 0.4, 1)]
+        ]
+    )
+    engine = Engine(lambda e, batch: setattr(network, "codebook_stats", next(stats)))
+    CodebookStatsHandler(network).attach(engine)
+    engine.run([0, 1], max_epochs=1)
+    assert engine.state.metrics["codebook_perplexity"] == pytest.approx(15.0)
+    assert engine.state.metrics["codebook_usage"] == pytest.approx(0.3)
+    assert engine.state.metrics["codebook_restarts"] == 4
+
+
+def _channel_first(values, spacing=(2.0, 1.0, 3.0), name: str = "case_0001.nii.gz") -> MetaTensor:
+    """A (C, H, W, D) MetaTensor with an anisotropic affine and a file name, as LoadImaged and Invertd give."""
+    affine = torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64))
+    return MetaTensor(torch.as_tensor(values), affine=affine, meta={"filename_or_obj": f"/data/{name}"})
+
+
+def test_paper_metrics_from_one_hot_outputs_write_csv_json_and_print_the_table(tmp_path, capsys) -> None:
+    label = np.zeros((8, 8, 4), np.int64)
+    label[2:6, 2:6, 1:3] = 1
+    prediction = label.copy()
+    prediction[2:6, 2:4, 1:3] = 0  # half of class 1 missed
+    one_hot = lambda x: torch.nn.functional.one_hot(torch.as_tensor(x), 3).permute(3, 0, 1, 2).float()  # noqa: E731
+    outputs = [{"pred": _channel_first(one_hot(prediction)), "label": _channel_first(label[None])}]
+    handler = PaperMetricsHandler({0: "background", 1: "liver", 2: "spleen"}, str(tmp_path), dataset=None)
+    engine = Engine(lambda e, batch: outputs)
+    handler.attach(engine)
+    engine.run([0], max_epochs=1)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["per_class"]["liver"]["dsc"] == pytest.approx(2 * 16 / (16 + 32))
+    assert summary["per_class"]["spleen"]["dsc"] == 0.0  # empty prediction (and label): scores 0, as TransUNet
+    assert summary["hd95_unit"] == "mm" and engine.state.metrics["mean_dsc"] == pytest.approx(summary["mean_dsc"])
+    rows = (tmp_path / "metrics_per_case.csv").read_text().splitlines()
+    assert rows[0] == "case,class,dice,hd95" and rows[1].startswith("case_0001.nii.gz,liver,")
+    assert "mean DSC" in capsys.readouterr().out

@@ -1,0 +1,85 @@
+"""The protocol's transforms: modality-dependent normalisation and the rot90/flip-or-rotate augmentation."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from l2gnet_monai.transforms import IntensityNormalizationd, RandRotFlipOrRotated
+
+
+def test_ct_is_windowed_to_the_protocols_hu_range() -> None:
+    hu = torch.tensor([[[-1000.0, -125.0, 75.0, 275.0, 1500.0]]])
+    out = IntensityNormalizationd("image", modality="CT")({"image": hu})["image"]
+    torch.testing.assert_close(torch.as_tensor(out), torch.tensor([[[0.0, 0.0, 0.5, 1.0, 1.0]]]))
+
+
+def test_mri_is_min_max_scaled_per_volume() -> None:
+    volume = torch.tensor([[[200.0, 300.0, 600.0]]])
+    out = IntensityNormalizationd("image", modality="mri")({"image": volume})["image"]
+    torch.testing.assert_close(torch.as_tensor(out), torch.tensor([[[0.0, 0.25, 1.0]]]))
+
+
+def test_bad_modality_and_window_are_named() -> None:
+    with pytest.raises(ValueError, match="modality"):
+        IntensityNormalizationd("image", modality="PET")
+    with pytest.raises(ValueError, match="window"):
+        IntensityNormalizationd("image", window=(275, -125))
+
+
+def _pair(size: int = 24) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, size, size + 4, generator=generator)
+    label = (image > 0.6).to(torch.float32) + (image > 0.85).to(torch.float32)
+    return {"image": image, "label": label}
+
+
+def test_branch_probabilities_are_the_papers() -> None:
+    transform = RandRotFlipOrRotated(["image", "label"])
+    transform.set_random_state(seed=0)
+    counts = Counter()
+    for _ in range(4000):
+        transform.randomize()
+        counts[transform._branch] += 1
+    # p(rot90 + flip) = 0.5, p(rotation) = 0.5 * 0.5, p(nothing) = 0.25
+    assert abs(counts["rot_flip"] / 4000 - 0.5) < 0.03
+    assert abs(counts["rotate"] / 4000 - 0.25) < 0.03
+    assert abs(counts["none"] / 4000 - 0.25) < 0.03
+
+
+def test_rot_flip_moves_image_and_label_together_exactly() -> None:
+    sample = _pair()
+    transform = RandRotFlipOrRotated(["image", "label"], prob_rot_flip=1.0)
+    transform.set_random_state(seed=3)
+    for _ in range(10):
+        out = transform(sample)
+        relation = (out["image"] > 0.6).float() + (out["image"] > 0.85).float()
+        assert torch.equal(relation, out["label"])
+        assert sorted(out["image"].flatten().tolist()) == sorted(sample["image"].flatten().tolist())
+
+
+def test_rotation_keeps_the_size_and_label_values() -> None:
+    sample = _pair()
+    transform = RandRotFlipOrRotated(["image", "label"], prob_rot_flip=0.0, prob_rotate=1.0, max_angle=20)
+    transform.set_random_state(seed=1)
+    out = transform(sample)
+    assert transform._branch == "rotate" and 0 < abs(transform._angle) <= 20
+    assert out["image"].shape == sample["image"].shape and out["label"].shape == sample["label"].shape
+    assert set(np.unique(out["label"].numpy())) <= {0.0, 1.0, 2.0}  # nearest neighbour: no new label values
+    assert not torch.equal(out["image"], sample["image"])
+    assert type(out["image"]) is torch.Tensor  # plain tensors, like unaugmented samples, for collation
+
+
+def test_no_op_branch_returns_the_input() -> None:
+    sample = _pair()
+    transform = RandRotFlipOrRotated(["image", "label"], prob_rot_flip=0.0, prob_rotate=0.0)
+    out = transform(sample)
+    assert torch.equal(out["image"], sample["image"]) and torch.equal(out["label"], sample["label"])
+
+
+def test_one_mode_per_key_is_required() -> None:
+    with pytest.raises(ValueError, match="interpolation modes"):
+        RandRotFlipOrRotated(["image", "label"], mode=("bilinear",))
