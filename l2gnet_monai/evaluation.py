@@ -56,6 +56,8 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
+from l2gnet_monai.data.labels import ACDC_LABELS, SYNAPSE_LABELS
+
 __all__ = [
     "SYNAPSE_CLASSES",
     "ACDC_CLASSES",
@@ -81,19 +83,10 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 Spacing = Union[float, Sequence[float], None]
 
 #: Synapse labels after TransUNet's preprocessing (0 is background).
-SYNAPSE_CLASSES: dict[int, str] = {
-    1: "spleen",
-    2: "right kidney",
-    3: "left kidney",
-    4: "gallbladder",
-    5: "liver",
-    6: "stomach",
-    7: "aorta",
-    8: "pancreas",
-}
+SYNAPSE_CLASSES: dict[int, str] = {k: v for k, v in SYNAPSE_LABELS.items() if k != 0}
 
 #: ACDC labels (0 is background).
-ACDC_CLASSES: dict[int, str] = {1: "RV", 2: "Myo", 3: "LV"}
+ACDC_CLASSES: dict[int, str] = {k: v for k, v in ACDC_LABELS.items() if k != 0}
 
 #: Value columns of the paper's Table 1 (Synapse, class-wise DSC) and Table 2 (ACDC, class-wise DSC and HD).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {

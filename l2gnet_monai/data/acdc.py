@@ -30,6 +30,7 @@ import logging
 import re
 from pathlib import Path
 
+from l2gnet_monai.data.labels import ACDC_LABELS as _ACDC_LABELS
 from l2gnet_monai.data.msd import (
     DatasetError,
     MSDWriter,
@@ -71,7 +72,7 @@ ACDC_VAL_PATIENTS = _patients("2 19 28 30 39 45 78 82 85 87")
 ACDC_TEST_PATIENTS = _patients("1 7 8 11 13 22 24 33 52 59 64 65 66 68 75 80 81 83 84 93")
 
 #: Classes of the ACDC ground truth.
-ACDC_LABELS = {0: "background", 1: "RV", 2: "Myo", 3: "LV"}
+ACDC_LABELS = _ACDC_LABELS
 
 _SPLIT_OF = {
     **dict.fromkeys(ACDC_TRAIN_PATIENTS, "training"),

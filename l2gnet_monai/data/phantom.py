@@ -53,6 +53,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from l2gnet_monai.data.labels import SYNAPSE_LABELS
+
 __all__ = [
     "PHANTOM_GENERATOR_VERSION",
     "PHANTOM_HU",
@@ -71,17 +73,7 @@ PHANTOM_GENERATOR_VERSION = 1
 _GENERATOR_NAME = "l2gnet_monai.data.phantom"
 
 #: Label values and names in the Synapse order (TransUNet protocol, as in the L2GNet paper).
-PHANTOM_LABELS: dict[int, str] = {
-    0: "background",
-    1: "spleen",
-    2: "right kidney",
-    3: "left kidney",
-    4: "gallbladder",
-    5: "liver",
-    6: "stomach",
-    7: "aorta",
-    8: "pancreas",
-}
+PHANTOM_LABELS: dict[int, str] = dict(SYNAPSE_LABELS)
 
 #: Nominal HU of the organs' parenchyma (before per-case jitter, texture, blur and noise). The
 #: kidneys are a bright cortex (~190) around a medulla (~130) and a dark sinus; the stomach value is

@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from l2gnet_monai.data.labels import SYNAPSE_LABELS as _SYNAPSE_LABELS
 from l2gnet_monai.data.msd import (
     DatasetError,
     MSDWriter,
@@ -80,17 +81,7 @@ SYNAPSE_TRAIN_CASES = (
 SYNAPSE_TEST_CASES = ("0001", "0002", "0003", "0004", "0008", "0022", "0025", "0029", "0032", "0035", "0036", "0038")
 
 #: The paper's classes (TransUNet's 8 organs plus background).
-SYNAPSE_LABELS = {
-    0: "background",
-    1: "spleen",
-    2: "right kidney",
-    3: "left kidney",
-    4: "gallbladder",
-    5: "liver",
-    6: "stomach",
-    7: "aorta",
-    8: "pancreas",
-}
+SYNAPSE_LABELS = _SYNAPSE_LABELS
 
 #: The 13 labels of the BTCV raw release.
 BTCV_LABELS = {
