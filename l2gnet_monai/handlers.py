@@ -78,7 +78,7 @@ class CodebookStatsHandler:
 
     def __init__(self, network: torch.nn.Module | None = None) -> None:
         self.network = network
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
 
     def attach(self, engine: Engine) -> None:
@@ -94,16 +94,17 @@ class CodebookStatsHandler:
         stats = getattr(network, "codebook_stats", {})
         if not stats:
             return
-        for key, value in stats.items():
-            self._sums[key] = self._sums.get(key, 0.0) + float(value)
+        for key, value in stats.items():  # summed on the device; read once per epoch
+            value = torch.as_tensor(value).detach().float()
+            self._sums[key] = self._sums[key] + value.to(self._sums[key].device) if key in self._sums else value
         self._count += 1
 
     def _publish(self, engine: Engine) -> None:
         if self._count == 0:
             return
-        engine.state.metrics["codebook_perplexity"] = self._sums["perplexity"] / self._count
-        engine.state.metrics["codebook_usage"] = self._sums["usage"] / self._count
-        engine.state.metrics["codebook_restarts"] = self._sums["restarted_codes"]
+        engine.state.metrics["codebook_perplexity"] = float(self._sums["perplexity"]) / self._count
+        engine.state.metrics["codebook_usage"] = float(self._sums["usage"]) / self._count
+        engine.state.metrics["codebook_restarts"] = float(self._sums["restarted_codes"])
 
 
 class ProgressBar:

@@ -210,10 +210,11 @@ class L2GNet(nn.Module):
     @torch.jit.unused
     def _record_training_outputs(self, quantization_loss: torch.Tensor) -> None:
         self.quantization_loss = quantization_loss
+        # tensors, left on the device: reading them (a host sync) is up to the consumer
         self.codebook_stats = {
-            "perplexity": float(self.quantizer.perplexity),
-            "usage": float(self.quantizer.usage),
-            "restarted_codes": float(self.quantizer.restarted_codes),
+            "perplexity": self.quantizer.perplexity,
+            "usage": self.quantizer.usage,
+            "restarted_codes": torch.tensor(float(self.quantizer.restarted_codes)),
         }
 
     def pop_quantization_loss(self) -> Optional[torch.Tensor]:
