@@ -90,6 +90,7 @@ class NystromEmbedding(nn.Module):
         self.eps = eps
         self.anchors = nn.Parameter(nn.functional.normalize(torch.randn(num_anchors, in_channels), dim=-1))
         self.register_buffer("cached_inverse_sqrt", torch.eye(num_anchors), persistent=False)
+        self._cache_key = ""
         self.register_load_state_dict_post_hook(_refresh_cache_after_load)
 
     def kappa(self, cosine: torch.Tensor) -> torch.Tensor:
@@ -110,15 +111,23 @@ class NystromEmbedding(nn.Module):
 
     def train(self, mode: bool = True) -> "NystromEmbedding":
         super().train(mode)
-        if not mode:
+        # evaluators call .eval() before every batch: recompute only when the anchors changed since
+        if not mode and self._cache_key != self._anchors_key():
             self.refresh_cache()
         return self
+
+    @torch.jit.unused
+    def _anchors_key(self) -> str:
+        """Identifies the anchors' current values: storage, in-place version counter, device and dtype."""
+        anchors = self.anchors
+        return f"{anchors.data_ptr()}:{anchors._version}:{anchors.device}:{anchors.dtype}"
 
     @torch.jit.unused
     def refresh_cache(self) -> None:
         """Recompute the cached inverse square root from the current anchors."""
         with torch.no_grad():
             self.cached_inverse_sqrt = self.inverse_sqrt_gram().detach()
+        self._cache_key = self._anchors_key()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """

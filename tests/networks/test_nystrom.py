@@ -111,3 +111,19 @@ def test_kappa_is_the_papers_gaussian_on_cosines() -> None:
     embedding = NystromEmbedding(4, 2, kernel_sigma=0.5)
     u = torch.tensor([1.0, 0.0, -1.0])
     torch.testing.assert_close(embedding.kappa(u), torch.tensor([1.0, math.exp(-4.0), math.exp(-8.0)]))
+
+
+def test_eval_cache_is_recomputed_only_when_the_anchors_change(monkeypatch) -> None:
+    embedding = NystromEmbedding(16, 8)
+    calls = []
+    original = embedding.inverse_sqrt_gram
+    monkeypatch.setattr(embedding, "inverse_sqrt_gram", lambda: calls.append(1) or original())
+    embedding.eval()
+    embedding.eval()
+    assert len(calls) == 1
+    with torch.no_grad():
+        embedding.anchors.add_(0.1)  # an optimizer step
+    embedding.train().eval()
+    assert len(calls) == 2
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(embedding(x), embedding.train()(x).detach())
