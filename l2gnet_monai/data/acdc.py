@@ -41,6 +41,7 @@ from l2gnet_monai.data.msd import (
     nifti_path,
     read_nifti,
     relative_path,
+    source_folder,
 )
 
 __all__ = [
@@ -197,9 +198,7 @@ def prepare_acdc(src: Path | str, dst: Path | str, overwrite: bool = False, allo
         DatasetError: layout not found, missing patients, ``Info.cfg`` or frame files, bad label values,
             image/label grid mismatch, unreadable files. Nothing is written then.
     """
-    src = Path(src).expanduser()
-    if not src.is_dir():
-        raise DatasetError(f"source folder {src} does not exist")
+    src = source_folder(src)
     patients = find_acdc_patients(src)
     if not patients:
         raise DatasetError(

@@ -46,6 +46,7 @@ __all__ = [
     "MSDWriter",
     "read_nifti",
     "relative_path",
+    "source_folder",
     "image_array",
     "label_array",
     "check_same_grid",
@@ -96,6 +97,14 @@ def nifti_path(stem: Path) -> Path:
         if candidate.is_file():
             return candidate
     return stem.with_name(stem.name + ".nii.gz")
+
+
+def source_folder(src: Path | str) -> Path:
+    """``src`` as a path (``~`` expanded), or a :class:`DatasetError` when it is not an existing folder."""
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise DatasetError(f"source folder {src} does not exist")
+    return src
 
 
 def relative_path(path: Path, base: Path) -> str:

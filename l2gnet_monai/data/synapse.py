@@ -53,6 +53,7 @@ from l2gnet_monai.data.msd import (
     one_line,
     read_nifti,
     relative_path,
+    source_folder,
 )
 
 __all__ = [
@@ -214,9 +215,7 @@ def prepare_synapse_raw(src: Path | str, dst: Path | str, overwrite: bool = Fals
         DatasetError: layout not found, missing cases or labels, bad label values, image/label grid mismatch,
             unreadable files. Nothing is written then.
     """
-    src = Path(src).expanduser()
-    if not src.is_dir():
-        raise DatasetError(f"source folder {src} does not exist")
+    src = source_folder(src)
     root = locate_synapse_raw(src)
     if root is None:
         raise DatasetError(f"no BTCV raw release under {src}: expected RawData/Training/img/img0001.nii.gz, ...")
@@ -440,9 +439,7 @@ def prepare_synapse_transunet(
         DatasetError: layout not found, missing cases or slices, values out of range, unreadable files.
         ImportError: test volumes present but h5py is not installed (the message says what to install).
     """
-    src = Path(src).expanduser()
-    if not src.is_dir():
-        raise DatasetError(f"source folder {src} does not exist")
+    src = source_folder(src)
     root = locate_synapse_transunet(src)
     if root is None:
         raise DatasetError(

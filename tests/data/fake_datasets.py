@@ -20,6 +20,7 @@ tests can compare converted volumes with what was written. Reusable for smoke-tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -42,6 +43,8 @@ __all__ = [
     "acdc_frame",
     "acdc_spacing",
     "make_acdc",
+    "read_datalist",
+    "no_leftovers",
 ]
 
 #: The 30 labelled BTCV cases of the TransUNet protocol.
@@ -219,3 +222,14 @@ def make_acdc(
             save_nifti(folder / f"patient{number:03d}_frame{frame:02d}.nii.gz", image, affine)
             save_nifti(folder / f"patient{number:03d}_frame{frame:02d}_gt.nii.gz", label, affine)
     return root
+
+
+def read_datalist(out: Path) -> dict:
+    """The ``dataset.json`` a converter wrote into ``out``."""
+    with open(out / "dataset.json") as f:
+        return json.load(f)
+
+
+def no_leftovers(dst: Path) -> bool:
+    """``dst`` was not created and no temporary ``.<dst>.*`` sibling was left behind (an atomic failure)."""
+    return not dst.exists() and not [p for p in dst.parent.iterdir() if p.name.startswith(f".{dst.name}.")]

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -27,20 +26,20 @@ from l2gnet_monai.data.acdc import (
     read_info_cfg,
 )
 from l2gnet_monai.data.msd import DatasetError, detect_layout
-from tests.data.fake_datasets import acdc_frame, acdc_phases, acdc_spacing, make_acdc, oblique_affine, save_nifti
-
-
-def _datalist(out: Path) -> dict:
-    with open(out / "dataset.json") as f:
-        return json.load(f)
+from tests.data.fake_datasets import (
+    acdc_frame,
+    acdc_phases,
+    acdc_spacing,
+    make_acdc,
+    no_leftovers,
+    oblique_affine,
+    read_datalist,
+    save_nifti,
+)
 
 
 def _names(entries: list[dict]) -> list[str]:
     return sorted(Path(e["image"]).name.replace(".nii.gz", "") for e in entries)
-
-
-def _no_leftovers(dst: Path) -> bool:
-    return not dst.exists() and not [p for p in dst.parent.iterdir() if p.name.startswith(f".{dst.name}.")]
 
 
 def test_split_lists() -> None:
@@ -53,7 +52,7 @@ def test_split_lists() -> None:
 
 
 def test_output_layout_and_split(acdc_msd: Path, acdc_root: Path) -> None:
-    info = _datalist(acdc_msd)
+    info = read_datalist(acdc_msd)
     assert info["name"] == "ACDC" and info["modality"] == {"0": "MRI"} and info["tensorImageSize"] == "3D"
     assert info["labels"] == {str(k): v for k, v in ACDC_LABELS.items()}
     assert info["numTraining"] == 160 and info["numTest"] == 40
@@ -79,7 +78,7 @@ def test_output_layout_and_split(acdc_msd: Path, acdc_root: Path) -> None:
 
 
 def test_ed_es_frames_from_info_cfg(acdc_msd: Path, acdc_root: Path) -> None:
-    info = _datalist(acdc_msd)
+    info = read_datalist(acdc_msd)
     assert any(acdc_phases(n)[0] != 1 for n in range(1, 101))  # the fake has patients whose ED is not frame 1
     for number in range(1, 101):
         pid = f"patient{number:03d}"
@@ -126,7 +125,7 @@ def test_info_cfg_decides_not_the_file_names(tmp_path: Path) -> None:
         image, label = acdc_frame(3, frame)
         save_nifti(folder / f"patient003_frame{frame:02d}.nii.gz", image, affine)
         save_nifti(folder / f"patient003_frame{frame:02d}_gt.nii.gz", label, affine)
-    info = _datalist(prepare_acdc(src, tmp_path / "a", allow_missing=True))
+    info = read_datalist(prepare_acdc(src, tmp_path / "a", allow_missing=True))
     ed, es, _ = acdc_phases(3)
     assert sorted(n for n in info["cases"] if n.startswith("patient003")) == [
         f"patient003_frame{ed:02d}",
@@ -134,7 +133,7 @@ def test_info_cfg_decides_not_the_file_names(tmp_path: Path) -> None:
     ]
     cfg = (folder / "Info.cfg").read_text().replace(f"ES: {es}\n", "ES: 13\n")
     (folder / "Info.cfg").write_text(cfg)
-    info = _datalist(prepare_acdc(src, tmp_path / "b", allow_missing=True))
+    info = read_datalist(prepare_acdc(src, tmp_path / "b", allow_missing=True))
     assert info["cases"]["patient003_frame13"]["phase"] == "ES"
     assert f"patient003_frame{es:02d}" not in info["cases"]
 
@@ -148,7 +147,7 @@ def test_flat_and_nested_folders(acdc_root: Path, tmp_path: Path) -> None:
     make_acdc(nested / "database", patients=[1, 2, 3], testing=[101], with_4d=False)
     assert detect_layout(nested) == "acdc"
     assert sorted(find_acdc_patients(nested)) == ["patient001", "patient002", "patient003", "patient101"]
-    info = _datalist(prepare_acdc(nested / "database" / "training", tmp_path / "out", allow_missing=True))
+    info = read_datalist(prepare_acdc(nested / "database" / "training", tmp_path / "out", allow_missing=True))
     assert sorted({c["patient"] for c in info["cases"].values()}) == ["patient001", "patient002", "patient003"]
 
 
@@ -157,8 +156,8 @@ def test_missing_patients(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"97 patient\(s\).*patient004.*allow_missing") as err:
         prepare_acdc(src, tmp_path / "out")
     assert "patient001" not in str(err.value).split("missing", 1)[1]
-    assert _no_leftovers(tmp_path / "out")
-    info = _datalist(prepare_acdc(src, tmp_path / "out", allow_missing=True))
+    assert no_leftovers(tmp_path / "out")
+    info = read_datalist(prepare_acdc(src, tmp_path / "out", allow_missing=True))
     assert _names(info["test"]) == [f"patient001_frame{f:02d}" for f in acdc_phases(1)[:2]]
     assert {info["cases"][n]["patient"] for n in _names(info["validation"])} == {"patient002"}
     assert {info["cases"][n]["patient"] for n in _names(info["training"])} == {"patient003"}
@@ -174,7 +173,7 @@ def test_missing_info_cfg(tmp_path: Path) -> None:
     (src / "training/patient002/Info.cfg").unlink()
     with pytest.raises(DatasetError, match=r"missing file .*patient002/Info\.cfg"):
         prepare_acdc(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_info_cfg_without_es(tmp_path: Path) -> None:
@@ -198,7 +197,7 @@ def test_missing_frame_and_label_files(tmp_path: Path) -> None:
     (src / f"training/patient003/patient003_frame{ed:02d}.nii.gz").unlink()
     with pytest.raises(DatasetError, match=rf"names ED frame {ed} but .*patient003_frame{ed:02d}\.nii\.gz is missing"):
         prepare_acdc(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_label_values_out_of_range(tmp_path: Path) -> None:
@@ -211,7 +210,7 @@ def test_label_values_out_of_range(tmp_path: Path) -> None:
     save_nifti(path, label, nib.load(str(path)).affine)
     with pytest.raises(DatasetError, match=rf"{path.name} has values \[4, 255\] outside the expected range 0\.\.3"):
         prepare_acdc(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_grid_mismatch(tmp_path: Path) -> None:
@@ -236,7 +235,7 @@ def test_truncated_nifti(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(DatasetError, match=r"cannot read .*patient003_frame01\.nii\.gz"):
         prepare_acdc(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,7 +253,7 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(KeyboardInterrupt):
         prepare_acdc(src, tmp_path / "out", allow_missing=True)
     assert len(calls) == 4
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_duplicate_patient_folders(tmp_path: Path) -> None:
@@ -268,4 +267,4 @@ def test_empty_training_split_refused(tmp_path: Path) -> None:
     src = make_acdc(tmp_path / "src", patients=[1, 2], testing=(), with_4d=False)  # a test and a validation patient
     with pytest.raises(DatasetError, match="no training cases"):
         prepare_acdc(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")

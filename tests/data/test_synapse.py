@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -34,24 +33,17 @@ from l2gnet_monai.data.synapse import (
 from tests.data.fake_datasets import (
     make_synapse_raw,
     make_synapse_transunet,
+    no_leftovers,
     oblique_affine,
+    read_datalist,
     save_nifti,
     synapse_raw_case,
     transunet_case,
 )
 
 
-def _datalist(out: Path) -> dict:
-    with open(out / "dataset.json") as f:
-        return json.load(f)
-
-
 def _case_ids(entries: list[dict]) -> list[str]:
     return sorted(Path(e["image"]).name.replace(".nii.gz", "").replace("case", "") for e in entries)
-
-
-def _no_leftovers(dst: Path) -> bool:
-    return not dst.exists() and not [p for p in dst.parent.iterdir() if p.name.startswith(f".{dst.name}.")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -60,7 +52,7 @@ def _no_leftovers(dst: Path) -> bool:
 
 
 def test_raw_output_layout_and_split(synapse_raw_msd: Path, synapse_raw_root: Path) -> None:
-    info = _datalist(synapse_raw_msd)
+    info = read_datalist(synapse_raw_msd)
     assert info["name"] == "Synapse" and info["tensorImageSize"] == "3D"
     assert info["modality"] == {"0": "CT"}
     assert info["labels"] == {str(k): v for k, v in SYNAPSE_LABELS.items()}
@@ -138,7 +130,7 @@ def test_raw_extra_cases_skipped_and_missing_reported(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
     out = prepare_synapse_raw(src, tmp_path / "out", allow_missing=True)
-    info = _datalist(out)
+    info = read_datalist(out)
     assert _case_ids(info["training"]) == ["0005", "0006"] and _case_ids(info["test"]) == ["0001"]
     assert info["source"]["skipped"] == ["case0041"]
     assert "case0007" in info["source"]["missing"] and len(info["source"]["missing"]) == 27
@@ -156,7 +148,7 @@ def test_raw_missing_label_named(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="label0006.nii.gz") as err:
         prepare_synapse_raw(src, tmp_path / "out", allow_missing=True)
     assert "img0006.nii.gz" in str(err.value)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_raw_label_values_out_of_range(tmp_path: Path) -> None:
@@ -166,7 +158,7 @@ def test_raw_label_values_out_of_range(tmp_path: Path) -> None:
     save_nifti(src / "RawData/Training/label/label0006.nii.gz", label, oblique_affine((0.78, 0.78, 3.0)))
     with pytest.raises(DatasetError, match=r"label0006\.nii\.gz.*\[17\]"):
         prepare_synapse_raw(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_raw_non_integer_labels(tmp_path: Path) -> None:
@@ -187,7 +179,7 @@ def test_raw_shape_mismatch(tmp_path: Path) -> None:
     message = str(err.value)
     assert "img0006.nii.gz" in message and "label0006.nii.gz" in message
     assert "(32, 28, 5)" in message and "(32, 28, 4)" in message
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_raw_spacing_mismatch(tmp_path: Path) -> None:
@@ -216,7 +208,7 @@ def test_raw_truncated_nifti_named(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match=r"img0001\.nii\.gz.*(truncated|corrupt)"):
         prepare_synapse_raw(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_raw_corrupt_gzip_named(tmp_path: Path) -> None:
@@ -233,7 +225,7 @@ def test_raw_uncompressed_nii_accepted(tmp_path: Path) -> None:
         gz = src / "RawData/Training" / sub / f"{stem}.nii.gz"
         nib.save(nib.load(str(gz)), str(gz.with_name(f"{stem}.nii")))
         gz.unlink()
-    info = _datalist(prepare_synapse_raw(src, tmp_path / "out", allow_missing=True))
+    info = read_datalist(prepare_synapse_raw(src, tmp_path / "out", allow_missing=True))
     assert "0006" in _case_ids(info["training"])
 
 
@@ -257,7 +249,7 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(RuntimeError, match="simulated crash"):
         prepare_synapse_raw(src, tmp_path / "out", allow_missing=True)
     assert len(calls) == 2
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_failure_midway_keeps_previous_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -300,7 +292,7 @@ def test_overwrite_protection(tmp_path: Path) -> None:
 
 
 def test_transunet_output_and_split(synapse_transunet_msd: Path) -> None:
-    info = _datalist(synapse_transunet_msd)
+    info = read_datalist(synapse_transunet_msd)
     assert _case_ids(info["training"]) == sorted(SYNAPSE_TRAIN_CASES)
     assert _case_ids(info["test"]) == sorted(SYNAPSE_TEST_CASES)
     assert info["validation"] == [] and info["modality"] == {"0": "CT"}
@@ -347,7 +339,7 @@ def test_transunet_slice_gap(tmp_path: Path) -> None:
     (src / "train_npz" / "case0006_slice002.npz").unlink()
     with pytest.raises(DatasetError, match=r"case0006.*missing slice index 2"):
         prepare_synapse_transunet(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_transunet_missing_cases_and_lists(tmp_path: Path) -> None:
@@ -364,7 +356,7 @@ def test_transunet_missing_cases_and_lists(tmp_path: Path) -> None:
 
 def test_transunet_skips_cases_outside_protocol(tmp_path: Path) -> None:
     src = make_synapse_transunet(tmp_path / "src", train_cases=["0005", "0001"], test_cases=["0001", "0005"])
-    info = _datalist(prepare_synapse_transunet(src, tmp_path / "out", allow_missing=True))
+    info = read_datalist(prepare_synapse_transunet(src, tmp_path / "out", allow_missing=True))
     assert _case_ids(info["training"]) == ["0005"] and _case_ids(info["test"]) == ["0001"]
     assert info["source"]["skipped"] == ["case0001 (train_npz)", "case0005 (test_vol_h5)"]
 
@@ -400,7 +392,7 @@ def test_transunet_corrupt_files(tmp_path: Path) -> None:
     npz.write_bytes(npz.read_bytes()[:100])
     with pytest.raises(DatasetError, match=r"case0005_slice002\.npz.*corrupt npz"):
         prepare_synapse_transunet(src, tmp_path / "out", allow_missing=True)
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 def test_transunet_without_h5py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,7 +401,7 @@ def test_transunet_without_h5py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ImportError, match=r"pip install 'l2gnet-monai\[h5\]'"):
         prepare_synapse_transunet(src, tmp_path / "out", allow_missing=True)
     assert detect_layout(src) == "synapse-transunet"  # detection needs no h5py
-    assert _no_leftovers(tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -443,7 +435,7 @@ def test_detect_layout_unknown_and_ambiguous(tmp_path: Path, synapse_raw_root: P
 
 def test_prepare_dataset_dispatch(synapse_raw_root: Path, synapse_raw_msd: Path, tmp_path: Path) -> None:
     out = prepare_dataset(synapse_raw_root, tmp_path / "out")
-    assert _datalist(out)["source"]["layout"] == "synapse-raw"
+    assert read_datalist(out)["source"]["layout"] == "synapse-raw"
     with pytest.raises(DatasetError, match="already a converted dataset"):
         prepare_dataset(synapse_raw_msd, tmp_path / "out2")
     with pytest.raises(DatasetError, match="no TransUNet Synapse release"):
