@@ -11,7 +11,8 @@ One module per concern:
   definition by default; the module docstring explains how it differs from MONAI's);
 * :mod:`~l2gnet_monai.evaluation.results`: averaging over cases and classes, :class:`EvaluationResults`, the
   per-case CSV and ``summary.json``;
-* :mod:`~l2gnet_monai.evaluation.tables`: the paper's Table 1 / Table 2 and our row beside them;
+* :mod:`~l2gnet_monai.evaluation.tables`: the paper's Table 1 / Table 2 and our row beside them (for the paper's
+  classes), or a per-class table for any other dataset;
 * :mod:`~l2gnet_monai.evaluation.folders`: scoring a folder of predicted NIfTI files against their ground truth.
 """
 
@@ -21,10 +22,16 @@ from l2gnet_monai.evaluation.results import EvaluationResults, aggregate, write_
 from l2gnet_monai.evaluation.tables import (
     ACDC_CLASSES,
     PAPER_RESULTS,
+    PAPER_TABLE_CHOICES,
     SYNAPSE_CLASSES,
     TABLE_COLUMNS,
+    detect_paper_table,
     format_comparison,
+    format_report,
+    format_scores,
     format_table_row,
+    network_label,
+    resolve_paper_table,
 )
 
 __all__ = [
@@ -42,6 +49,12 @@ __all__ = [
     "write_results",
     "format_table_row",
     "format_comparison",
+    "format_scores",
+    "format_report",
+    "PAPER_TABLE_CHOICES",
+    "detect_paper_table",
+    "resolve_paper_table",
+    "network_label",
     "case_name_from_path",
     "evaluate_folders",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from l2gnet_monai.evaluation.metrics import HD95_METHODS, _check_class_names, _check_label_values, compute_case_metrics
 from l2gnet_monai.evaluation.results import EvaluationResults, write_results
 
-__all__ = ["case_name_from_path", "evaluate_folders"]
+__all__ = ["case_name_from_path", "infer_class_names", "evaluate_folders"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +139,39 @@ def _header_shape(path: str) -> tuple[int, ...]:
     return shape
 
 
+def infer_class_names(label_paths: Sequence[str]) -> dict[int, str]:
+    """Classes ``1..K`` named ``"class k"``, ``K`` the largest label value in the ground-truth files.
+
+    For ground truth without a class map: reads every file once. A class that no ground truth holds but a
+    prediction does is then reported as a label value out of range (give the classes explicitly).
+
+    Args:
+        label_paths: ground-truth NIfTI files (integer label maps).
+
+    Returns:
+        ``{1: "class 1", ..., K: "class K"}``.
+
+    Raises:
+        ValueError: a file with negative or non-integer values, or no foreground in any file.
+    """
+    import nibabel as nib
+
+    largest = 0
+    for path in label_paths:
+        data = np.asanyarray(nib.load(path).dataobj)
+        top = float(np.max(data)) if data.size else 0.0
+        # checked against its own maximum: catches NaN, fractions and negative values, never the range
+        _check_label_values(data, int(top) if np.isfinite(top) and top >= 0 else 0, f"ground truth {path}")
+        largest = max(largest, int(top))
+    if largest < 1:
+        raise ValueError(f"the ground truth holds no foreground label (> 0) in any of {len(label_paths)} file(s).")
+    return {k: f"class {k}" for k in range(1, largest + 1)}
+
+
 def evaluate_folders(
     pred_dir: str,
     labels: str | Sequence[str | Mapping[str, Any]],
-    class_names: Mapping[int, str],
+    class_names: Mapping[int, str] | None,
     output_dir: str | None = None,
     use_spacing: bool = True,
     hd95_method: str = "medpy",
@@ -150,6 +179,7 @@ def evaluate_folders(
     label_key: str = "label",
     label_pattern: str = "*",
     case_name_fn: Callable[[str], str] | None = None,
+    method: str | None = None,
 ) -> EvaluationResults:
     """Score every ground-truth volume against its prediction NIfTI file, as in the paper's tables.
 
@@ -164,7 +194,8 @@ def evaluate_folders(
             ``datalist_key`` entry is a list, of ``{label_key: path}`` entries; relative paths are
             relative to the JSON file; an optional ``"case"`` entry overrides the case name), or a list of
             paths or such dicts.
-        class_names: ``{class index: name}`` of the classes to score, e.g. :data:`SYNAPSE_CLASSES`.
+        class_names: ``{class index: name}`` of the classes to score, e.g. :data:`SYNAPSE_CLASSES` or a
+            ``dataset.json``'s ``labels``; ``None`` infers them from the ground truth (:func:`infer_class_names`).
         output_dir: when given, :func:`write_results` writes the CSV and JSON there.
         use_spacing: read the voxel spacing from the ground-truth header and report HD95 in mm;
             ``False`` reports voxels, as TransUNet (and so the paper's tables) did.
@@ -174,6 +205,7 @@ def evaluate_folders(
         label_key: key of the ground-truth path in datalist entries.
         label_pattern: ``fnmatch`` pattern selecting ground-truth files in a folder, e.g. ``"*_gt.nii.gz"``.
         case_name_fn: maps a file path to its case name; default :func:`case_name_from_path`.
+        method: what was scored (the row label of the tables), recorded in the summary.
 
     Returns:
         The :class:`EvaluationResults`; call ``.summary()`` for the table numbers.
@@ -186,8 +218,7 @@ def evaluate_folders(
     """
     if hd95_method not in HD95_METHODS:
         raise ValueError(f"hd95_method must be one of {HD95_METHODS}, got {hd95_method!r}.")
-    names = _check_class_names(class_names)
-    max_index = max(names)
+    names = None if class_names is None else _check_class_names(class_names)
     name_fn = case_name_fn or case_name_from_path
     pred_dir = os.fspath(pred_dir)
     if not os.path.isdir(pred_dir):
@@ -222,7 +253,11 @@ def evaluate_folders(
                 f"has shape {shape_g}; predictions must be in the ground truth's voxel grid."
             )
 
-    results = EvaluationResults(class_names=names, hd95_unit="mm" if use_spacing else "voxel", hd95_method=hd95_method)
+    if names is None:
+        names = infer_class_names(list(cases.values()))
+    max_index = max(names)
+    unit = "mm" if use_spacing else "voxel"
+    results = EvaluationResults(class_names=names, hd95_unit=unit, hd95_method=hd95_method, method=method)
     for case, label_path in cases.items():
         gt, gt_affine, zooms = _load_label_map(label_path, max_index, "ground truth")
         pred, pred_affine, _ = _load_label_map(preds[case], max_index, "prediction")

@@ -65,12 +65,15 @@ class EvaluationResults:
         per_case: ``{case: {class name: {"dice": float, "hd95": float}}}``, e.g. from :func:`compute_case_metrics`.
         hd95_unit: ``"mm"`` when spacing was used, ``"voxel"`` otherwise.
         hd95_method: ``"medpy"`` or ``"monai"``.
+        method: what was scored, e.g. ``"L2GNet (resnet50)"`` (see :func:`~l2gnet_monai.evaluation.network_label`);
+            recorded in the summary as ``"method"`` and used as the row label of the tables.
     """
 
     class_names: dict[int, str]
     per_case: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     hd95_unit: str = "voxel"
     hd95_method: str = "medpy"
+    method: str | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One ``{"case", "class", "dice", "hd95"}`` row per case and class, cases in insertion order."""
@@ -82,10 +85,12 @@ class EvaluationResults:
         ]
 
     def summary(self) -> dict[str, Any]:
-        """:func:`aggregate` plus ``hd95_unit``, ``hd95_method`` and the class names."""
+        """:func:`aggregate` plus ``hd95_unit``, ``hd95_method``, the class names and (when known) ``method``."""
         out = aggregate(self.per_case, self.class_names)
         out["hd95_unit"] = self.hd95_unit
         out["hd95_method"] = self.hd95_method
+        if self.method is not None:
+            out["method"] = self.method
         out["class_names"] = {str(k): v for k, v in _check_class_names(self.class_names).items()}
         return out
 
