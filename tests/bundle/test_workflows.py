@@ -13,6 +13,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
 from l2gnet_monai.data.phantom import PHANTOM_LABELS
+from l2gnet_monai.networks import L2GNet
 from tests.bundle.conftest import REPO, SHARED, SMOKE, config_files, run_cli, run_workflow
 
 BUNDLE = REPO / "bundle"
@@ -37,9 +38,18 @@ def test_configs_agree_with_metadata_and_each_other() -> None:
     assert {int(k): v for k, v in channel_def.items()} == PHANTOM_LABELS
     train = json.loads((BUNDLE / "configs" / "train.json").read_text())
     inference = json.loads((BUNDLE / "configs" / "inference.json").read_text())
-    assert inference["num_classes"] == len(channel_def)
-    assert {k: v for k, v in train["network_def"].items() if k not in ("out_channels", "pretrained_encoder")} == {
-        k: v for k, v in inference["network_def"].items() if k != "out_channels"
+    assert {k: v for k, v in train["network_def"].items() if k not in ("_target_", "pretrained_encoder")} == {
+        k: v for k, v in inference["network_def"].items() if k not in ("_target_", "plan")
+    }
+    # without a plan (weights from elsewhere), inference builds the bundle's default network for the paper's classes
+    parser = ConfigParser(inference)
+    parser["bundle_root"] = str(REPO / "no-such-bundle")
+    assert parser.get_parsed_content("plan") == {}
+    assert parser.get_parsed_content("num_classes") == len(channel_def)
+    assert parser.get_parsed_content("network_def").init_args == {
+        **L2GNet().init_args,
+        **{k: v for k, v in train["network_def"].items() if not k.startswith("_") and k != "pretrained_encoder"},
+        "out_channels": len(channel_def),
     }
     assert "optional_packages_version" not in meta  # deprecated: MONAI warns and maps it onto the other
     for key in ("training", "run", "initialize", "network_def", "network", "loss", "optimizer", "train", "validate"):
