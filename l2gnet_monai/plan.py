@@ -31,15 +31,17 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
-from torch import nn
 
 from l2gnet_monai.data.datalist import dataset_labels, dataset_modality, load_split, resolve_datalist
 from l2gnet_monai.data.msd import DatasetError
 from l2gnet_monai.data.phantom import DEFAULT_SPACING, PHANTOM_LABELS
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "PLAN_FILE",
@@ -400,15 +402,14 @@ def metadata_with_plan(metadata: Mapping[str, Any], plan: Mapping[str, Any]) -> 
     image.update({"format": "hounsfield" if ct else "magnitude", "modality": "CT" if ct else "MR"})
     image["spatial_shape"] = pred["spatial_shape"] = size
     pred.update({"num_channels": len(names), "channel_def": {str(k): names[k] for k in sorted(names)}})
+    low, high = (f"{float(v):g}" for v in plan["ct_window"])
     normalisation = (
-        f"CT in Hounsfield units windowed to {[float(v) for v in plan['ct_window']]} and scaled to [0, 1]"
+        f"CT in Hounsfield units windowed to [{low}, {high}] and scaled to [0, 1] (MRI: per-volume min-max to [0, 1])"
         if ct
-        else "MRI scaled per volume to [0, 1]"
+        else "MRI scaled per volume (min-max) to [0, 1]"
     )
-    updated["image_classes"] = (
-        f"single channel data, {normalisation}, {AXIS_NAMES[int(plan['slice_axis'])].split()[0]} slices resized "
-        f"to {size[0]}x{size[1]}"
-    )
+    axis = AXIS_NAMES[int(plan["slice_axis"])].split()[0]
+    updated["image_classes"] = f"single channel data, {normalisation}, {axis} slices resized to {size[0]}x{size[1]}"
     updated["label_classes"] = ", ".join(f"{k} {names[k]}" for k in sorted(names))
     updated["pred_classes"] = f"{len(names)} channels of logits in the label_classes order"
     return updated
