@@ -23,7 +23,8 @@ from typing import Any, Optional, Sequence
 
 import fire
 
-from l2gnet_monai.data.msd import DatasetError, detect_layout, one_line, prepare_dataset
+from l2gnet_monai.data.msd import DatasetError, one_line
+from l2gnet_monai.data.prepare import detect_layout, prepare_dataset
 
 __all__ = ["L2GNetCLI", "main", "NEXT_STEPS", "PAPER_DATASETS"]
 

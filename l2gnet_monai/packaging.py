@@ -169,6 +169,16 @@ def merge_overrides(config: dict[str, Any], overrides: Sequence[PathLike], confi
     return parser.get()
 
 
+def _set_keys(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each ``#``-nested key of ``values`` set (parents are created as needed)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(config=json.loads(json.dumps(config)))
+    for key, value in values.items():
+        parser[key] = value
+    return parser.get()
+
+
 def _check_model(model_file: Path, inference_config: dict[str, Any], bundle_dir: Path) -> None:
     """``model_file`` loads with ``weights_only=True`` and fits the (merged) inference config's ``network_def``.
 
@@ -273,6 +283,11 @@ def package_bundle(
     ``include_model`` and when it exists, ``models/model.pt``. Nothing else (data, outputs, other checkpoints).
     The weights are checked to load with ``weights_only=True`` and to fit the packaged network.
 
+    A trained bundle's ``models/plan.json`` (see :mod:`l2gnet_monai.plan`) goes with the weights: the packaged
+    ``metadata.json`` then names the trained classes (what MONAI Label shows), ``inference.json`` reads the plan,
+    and ``train.json`` continues the trained model (its classes and network) when it runs without ``dataset_dir``,
+    as in MONAI Label's training. No training override needs to be repeated.
+
     Args:
         bundle_dir: the bundle folder (with ``configs/``).
         output_dir: where the zip goes (created if needed); an existing zip of the same name is replaced.
@@ -297,6 +312,11 @@ def package_bundle(
     override_files = _override_files(overrides)
     configs = bundle / "configs"
 
+    from l2gnet_monai.plan import PLAN_FILE, metadata_with_plan, read_plan, training_overrides
+
+    model_file = bundle / "models" / "model.pt"
+    plan = read_plan(bundle / "models") if include_model and model_file.is_file() else {}
+
     files: dict[str, bytes | Path] = {}
     merged: dict[str, dict[str, Any]] = {}
     for path in sorted(configs.iterdir()):
@@ -305,7 +325,12 @@ def package_bundle(
         if path.name in OVERRIDE_TARGETS:
             config = _read_json_object(path, f"bundle config {path.name}")
             merged[path.name] = merge_overrides(config, override_files, path.name) if override_files else config
+            if plan and path.name == "train.json":  # the packaged train.json continues the trained model
+                merged[path.name] = _set_keys(merged[path.name], training_overrides(plan))
             files[f"{name}/configs/{path.name}"] = (json.dumps(merged[path.name], indent=4) + "\n").encode()
+        elif path.name == "metadata.json" and plan:
+            packaged = metadata_with_plan(metadata, plan)
+            files[f"{name}/configs/{path.name}"] = (json.dumps(packaged, indent=4) + "\n").encode()
         else:
             files[f"{name}/configs/{path.name}"] = path
 
@@ -323,10 +348,11 @@ def package_bundle(
         raise FileNotFoundError(f"LICENSE: neither {str(bundle / 'LICENSE')!r} nor the folder above it has one.")
     files[f"{name}/LICENSE"] = license_file
 
-    model_file = bundle / "models" / "model.pt"
     if include_model and model_file.is_file():
         _check_model(model_file, merged["inference.json"], bundle)
         files[f"{name}/models/model.pt"] = model_file
+        if plan:
+            files[f"{name}/models/{PLAN_FILE}"] = bundle / "models" / PLAN_FILE
     elif include_model:
         logger.warning("model: %s does not exist; the zip carries no weights (train the bundle first).", model_file)
 

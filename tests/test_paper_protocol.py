@@ -6,7 +6,7 @@
 """The paper's protocol end to end, on tiny fake copies of the three releases.
 
 For each layout (Synapse raw, TransUNet's npz/h5, ACDC) a fake download is converted with
-:func:`~l2gnet_monai.data.msd.prepare_dataset`, then the bundle is trained and evaluated with the protocol override
+:func:`~l2gnet_monai.data.prepare.prepare_dataset`, then the bundle is trained and evaluated with the protocol override
 (``configs/synapse.json`` or ``configs/acdc.json``) and the smoke override, as a user would run it. The CLI's
 ``evaluate``, ``compare`` and ``table`` commands are tested in subprocesses. Each training runs one or two
 iterations of the smoke network (64 x 64 slices, batch 8): every fake training split holds exactly 8 slices.
@@ -29,7 +29,7 @@ from monai.bundle import ConfigParser
 
 from l2gnet_monai.cli import main
 from l2gnet_monai.data import dataset_labels
-from l2gnet_monai.data.msd import prepare_dataset
+from l2gnet_monai.data.prepare import prepare_dataset
 from l2gnet_monai.evaluation import ACDC_CLASSES, PAPER_RESULTS, SYNAPSE_CLASSES
 from tests.bundle.conftest import REPO, SMOKE, copy_bundle, run_cli, run_workflow
 from tests.data.fake_datasets import make_acdc, make_synapse_raw, make_synapse_transunet

@@ -27,8 +27,8 @@ _LAZY = {
     "ensure_phantom_dataset": "l2gnet_monai.data.phantom",
     "generate_phantom_dataset": "l2gnet_monai.data.phantom",
     "DatasetError": "l2gnet_monai.data.msd",
-    "detect_layout": "l2gnet_monai.data.msd",
-    "prepare_dataset": "l2gnet_monai.data.msd",
+    "detect_layout": "l2gnet_monai.data.prepare",
+    "prepare_dataset": "l2gnet_monai.data.prepare",
 }
 
 __all__ = sorted(_LAZY)

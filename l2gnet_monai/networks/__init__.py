@@ -7,13 +7,15 @@
 
 from l2gnet_monai.networks.encoders import BackboneStages, ResNetStages, build_encoder, load_torchvision_resnet
 from l2gnet_monai.networks.l2g_mapper import L2GMapper, positional_prior
-from l2gnet_monai.networks.l2gnet import L2GNet
+from l2gnet_monai.networks.l2gnet import CheckpointMismatchError, L2GNet, describe_checkpoint
 from l2gnet_monai.networks.nystrom import NystromEmbedding, inverse_sqrt_psd
 from l2gnet_monai.networks.quantizer import CodebookQuantizer
 from l2gnet_monai.networks.sinkhorn import sinkhorn
 
 __all__ = [
     "L2GNet",
+    "CheckpointMismatchError",
+    "describe_checkpoint",
     "L2GMapper",
     "NystromEmbedding",
     "CodebookQuantizer",

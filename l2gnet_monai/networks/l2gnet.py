@@ -5,19 +5,24 @@
 #     http://www.apache.org/licenses/LICENSE-2.0
 """L2GNet: ResNet encoder, vector quantizer, optimal-transport L2GMapper and U-Net decoder."""
 
-from collections.abc import Sequence
-from typing import Dict, List, Optional
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
 from torch import nn
 
-from l2gnet_monai.networks.encoders import ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.encoders import RESNET_LAYOUTS, ResNetStages, build_encoder, load_torchvision_resnet
 from l2gnet_monai.networks.l2g_mapper import L2GMapper
 from l2gnet_monai.networks.quantizer import CodebookQuantizer
 
-__all__ = ["L2GNet"]
+__all__ = ["L2GNet", "CheckpointMismatchError", "describe_checkpoint"]
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A state dict that does not fit the network it is loaded into; the message names the mismatch and the fix."""
 
 
 class L2GNet(nn.Module):
@@ -44,6 +49,12 @@ class L2GNet(nn.Module):
     statistics in ``self.codebook_stats``; :class:`l2gnet_monai.losses.L2GNetLoss` (built with
     ``network=...``) takes the loss from there and adds it to Dice + CE. This works under
     ``DistributedDataParallel``, whose wrapper forwards to this module (the loss unwraps ``.module``).
+
+    **Loading weights.** :meth:`load_state_dict` accepts only a state dict that fits this network exactly, also
+    when called with ``strict=False`` (as MONAI Label's bundle tasks do): a partial load would leave the missing
+    layers random and serve them without a word. A misfit raises :class:`CheckpointMismatchError`, naming the
+    missing, unexpected and mis-shaped parameters and what the checkpoint was trained with. The constructor's
+    arguments are kept in ``init_args`` (recorded in the training plan, see :mod:`l2gnet_monai.plan`).
 
     **Input sizes.** Spatial sizes that are not multiples of 16 are zero-padded at the high end and the
     logits cropped back, so any size works; multiples of 16 avoid the padding.
@@ -105,6 +116,31 @@ class L2GNet(nn.Module):
         upsample: str = "nontrainable",
     ) -> None:
         super().__init__()
+        #: the arguments that shape the network (JSON-serialisable), as the training plan records them
+        self.init_args: Dict[str, Any] = {
+            "spatial_dims": spatial_dims,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "backbone": backbone,
+            "codebook_size": codebook_size,
+            "codebook_dim": codebook_dim,
+            "commitment_cost": commitment_cost,
+            "codebook_decay": codebook_decay,
+            "dead_code_threshold": dead_code_threshold,
+            "num_references": num_references,
+            "reference_grid": reference_grid if isinstance(reference_grid, int) else list(reference_grid),
+            "mapper_mode": mapper_mode,
+            "num_anchors": num_anchors,
+            "kernel_sigma": kernel_sigma,
+            "sinkhorn_iterations": sinkhorn_iterations,
+            "sinkhorn_epsilon": sinkhorn_epsilon,
+            "position_sigma": position_sigma,
+            "bottleneck_kernel_size": bottleneck_kernel_size,
+            "decoder_channels": list(decoder_channels),
+            "norm": norm if isinstance(norm, str) else list(norm),
+            "act": act if isinstance(act, str) else list(act),
+            "upsample": upsample,
+        }
         if spatial_dims not in (2, 3):
             raise ValueError(f"L2GNet: spatial_dims must be 2 or 3, got {spatial_dims}.")
         if len(decoder_channels) != 4:
@@ -217,7 +253,65 @@ class L2GNet(nn.Module):
             "restarted_codes": torch.tensor(float(self.quantizer.restarted_codes)),
         }
 
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load weights that fit this network exactly, whatever ``strict`` says.
+
+        Args:
+            state_dict: parameters and buffers, as :meth:`state_dict` returns them.
+            strict: accepted for compatibility; a partial or mis-shaped state dict is refused either way.
+            assign: as in :meth:`torch.nn.Module.load_state_dict`.
+
+        Raises:
+            CheckpointMismatchError: missing, unexpected or mis-shaped entries; the message lists them and says
+                what network the checkpoint holds.
+        """
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+        missing = sorted(set(expected) - set(found))
+        unexpected = sorted(set(found) - set(expected))
+        shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        if missing or unexpected or shapes:
+            mis_shaped = ", ".join(f"{k} {found[k]} (network: {expected[k]})" for k in shapes[:3])
+            raise CheckpointMismatchError(
+                f"L2GNet: the checkpoint does not fit this network ({describe_checkpoint(expected)}); it holds "
+                f"{describe_checkpoint(found)}. {len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected "
+                f"{unexpected[:3]}, {len(shapes)} of another shape [{mis_shaped}]. Build the network with the "
+                "settings it was trained with: keep the plan.json that training wrote beside model.pt (the bundle's "
+                "configs read it), or repeat the training's network_def overrides (e.g. configs/cpu.json)."
+            )
+        return super().load_state_dict(state_dict, strict=True, assign=assign)
+
     def pop_quantization_loss(self) -> Optional[torch.Tensor]:
         """The quantization loss of the last training forward pass, cleared so that it is added only once."""
         loss, self.quantization_loss = self.quantization_loss, None
         return loss
+
+
+def describe_checkpoint(shapes: Mapping[str, Any]) -> str:
+    """What an L2GNet state dict holds, read from its parameter names and shapes, e.g.
+    ``"backbone resnet18, 3 classes, codebook 64 x 128, 2 references"``.
+
+    Args:
+        shapes: parameter names to tensors or shape tuples.
+
+    Returns:
+        A short description; ``"no L2GNet weights"`` when the names are not L2GNet's.
+    """
+    shape = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in shapes.items()}
+    parts: List[str] = []
+    stage_blocks = [re.compile(rf"encoder\.layer{i}\.(\d+)\.") for i in (1, 2, 3)]
+    blocks = [len({m.group(1) for k in shape if (m := pattern.match(k))}) for pattern in stage_blocks]
+    if all(blocks):
+        kind = "bottleneck" if "encoder.layer1.0.conv3.weight" in shape else "basic"
+        names = [n for n, (b, layers) in RESNET_LAYOUTS.items() if b == kind and layers[:3] == blocks]
+        parts.append(f"backbone {' or '.join(names) if names else f'{kind} blocks {blocks}'}")
+    if "segmentation_head.0.weight" in shape:
+        parts.append(f"{shape['segmentation_head.0.weight'][0]} classes")
+    if "quantizer.embedding.weight" in shape:
+        size, dim = shape["quantizer.embedding.weight"][:2]
+        parts.append(f"codebook {size} x {dim}")
+    if "mapper.references" in shape:
+        parts.append(f"{shape['mapper.references'][0]} references of {shape['mapper.references'][1]} bins")
+    if "mapper.embedding.anchors" in shape:
+        parts.append(f"{shape['mapper.embedding.anchors'][0]} anchors")
+    return ", ".join(parts) if parts else "no L2GNet weights"
