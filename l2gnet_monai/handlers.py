@@ -58,14 +58,24 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     MONAI writes checkpoints in place (``atomic=False``), so an interrupted save corrupts ``model.pt``.
     Here every file is written to a temporary file in the same folder and renamed over the old one, and the
-    best model's fixed-name file is replaced rather than deleted first. Same arguments as ``CheckpointSaver``.
+    best model's fixed-name file is replaced rather than deleted first. A process killed while saving leaves
+    the previous file whole (and, at worst, a ``tmp*`` file beside it).
+
+    Args:
+        args: ``CheckpointSaver``'s arguments.
+        interval_filename: a fixed file name for the checkpoint written every ``save_interval`` epochs (or
+            iterations with ``epoch_level=False``), replaced at every save: a stable name to resume from,
+            e.g. ``"checkpoint_latest.pt"``. ``None`` keeps MONAI's ``checkpoint_epoch=K.pt`` names.
+        kwargs: ``CheckpointSaver``'s keyword arguments.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, interval_filename: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if checkpoint is not None:
                 fixed_name = getattr(checkpoint.save_handler, "filename", None)
+                if checkpoint is self._interval_checkpoint and interval_filename is not None:
+                    fixed_name = interval_filename
                 checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, filename=fixed_name)
 
 

@@ -1,14 +1,16 @@
-"""L2GNet under DistributedDataParallel (gloo, 2 CPU processes): the loss path works, codebooks stay in sync."""
+"""L2GNet under DistributedDataParallel (gloo, 2 CPU processes), and where each process of a job runs."""
 
 from __future__ import annotations
 
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from l2gnet_monai.distributed import is_main_process, local_device, sync_batchnorm
 from l2gnet_monai.losses import L2GNetLoss
 
 
@@ -68,3 +70,42 @@ def test_ddp_training_keeps_codebooks_identical_and_passes_the_quantization_loss
         assert all("quantization" in t for t in results[rank]["terms"][1:])
     # rank 0 decided the restart of step 2; both applied the same 8 codes
     assert results[0]["restarted"] == results[1]["restarted"]
+
+
+def test_the_device_follows_local_rank_not_the_global_rank(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("RANK", "5")  # second node of a 2 x 4-GPU job
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_device() == torch.device("cuda:1")
+    monkeypatch.setenv("LOCAL_RANK", "4")
+    with pytest.raises(ValueError, match="LOCAL_RANK: 4 names a GPU this node does not have"):
+        local_device()
+    monkeypatch.delenv("LOCAL_RANK")
+    assert local_device() == torch.device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_device() == torch.device("cpu")
+
+
+def test_only_rank_zero_is_the_main_process(monkeypatch) -> None:
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "3")
+    assert not is_main_process()
+
+
+def test_sync_batchnorm_converts_on_request_and_refuses_the_cpu() -> None:
+    from tests.networks.test_l2gnet import small_net
+
+    net = small_net()
+    batch_norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert batch_norms > 0
+    assert sync_batchnorm(net, False, "cpu") is net
+    with pytest.raises(ValueError, match="sync_batchnorm: torch's SyncBatchNorm runs on CUDA devices only"):
+        sync_batchnorm(net, True, torch.device("cpu"))
+    converted = sync_batchnorm(net, True, "cuda:0")  # conversion itself needs no GPU
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == batch_norms
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -100,3 +103,48 @@ def test_paper_metrics_from_one_hot_outputs_write_csv_json_and_print_the_table(t
     rows = (tmp_path / "metrics_per_case.csv").read_text().splitlines()
     assert rows[0] == "case,class,dice,hd95" and rows[1].startswith("case_0001.nii.gz,liver,")
     assert "mean DSC" in capsys.readouterr().out
+
+
+_DIE_WHILE_SAVING = """
+import io, os, signal, sys
+import torch
+from ignite.engine import Engine, Events
+from l2gnet_monai.handlers import AtomicCheckpointSaver
+
+model = torch.nn.Linear(3, 2)
+engine = Engine(lambda e, batch: None)
+saver = AtomicCheckpointSaver(
+    save_dir=sys.argv[1], save_dict={"model": model}, save_interval=1, n_saved=1,
+    interval_filename="checkpoint_latest.pt",
+)
+saver.attach(engine)
+engine.add_event_handler(Events.EPOCH_STARTED, lambda e: model.weight.data.fill_(float(e.state.epoch)))
+real_save = torch.save
+
+def save_then_die_halfway(obj, f, *args, **kwargs):
+    if engine.state.epoch < int(sys.argv[2]):
+        return real_save(obj, f, *args, **kwargs)
+    data = io.BytesIO()
+    real_save(obj, data)
+    f.write(data.getvalue()[: len(data.getvalue()) // 2])
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = save_then_die_halfway
+engine.run([0], max_epochs=5)
+"""
+
+
+def test_the_latest_checkpoint_survives_a_process_killed_while_writing_it(tmp_path) -> None:
+    """A fixed-name periodic checkpoint: a process SIGKILLed halfway through writing epoch 3's leaves epoch 2's."""
+    result = subprocess.run(
+        [sys.executable, "-c", _DIE_WHILE_SAVING, str(tmp_path), "3"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    state = torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)
+    assert torch.equal(state["weight"], torch.full((2, 3), 2.0))  # one object: saved as its state dict
+    # the half-written file was a temporary one beside it (unreadable); nothing else was written
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "checkpoint_latest.pt"]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith("tmp")
+    with pytest.raises(RuntimeError, match="failed finding central directory"):
+        torch.load(leftovers[0], weights_only=True)

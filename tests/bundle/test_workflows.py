@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import random
+import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
 from l2gnet_monai.data.phantom import PHANTOM_LABELS
 from l2gnet_monai.networks import L2GNet
-from tests.bundle.conftest import REPO, SHARED, SMOKE, config_files, run_cli, run_workflow
+from tests.bundle.conftest import REPO, SHARED, SMOKE, config_files, copy_bundle, run_cli, run_workflow
+from tests.bundle.test_datasets_and_bad_input import _error_text
 
 BUNDLE = REPO / "bundle"
 
@@ -147,23 +151,64 @@ def test_run_training_with_bundle_root_from_the_repository_root(fresh_bundle: Pa
     assert (fresh_bundle / "models" / "model.pt").is_file()
 
 
-def test_training_resumes_from_a_checkpoint(trained_bundle: Path, tmp_path) -> None:
+def test_resuming_with_more_epochs_continues_the_schedule_and_restores_the_state(
+    trained_bundle: Path, tmp_path
+) -> None:
+    """``--resume_from checkpoint_final.pt --max_epochs 3`` after a 1-epoch run: the extra epochs train at the
+    poly schedule of 3 epochs from where the first one stopped (not at the finished schedule's learning rate 0),
+    the weights move, and codebook, momentum buffers and random generators are those of the checkpoint."""
+    bundle = copy_bundle(tmp_path / "l2gnet_segmentation")
     checkpoint = tmp_path / "resume.pt"
-    checkpoint.write_bytes((trained_bundle / "models" / "checkpoint_final.pt").read_bytes())
+    shutil.copy2(trained_bundle / "models" / "checkpoint_final.pt", checkpoint)
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    files = config_files(trained_bundle, "train")
-    workflow = ConfigWorkflow(config_file=files, workflow_type="train", resume_from=str(checkpoint), max_epochs=2)
+    steps = saved["trainer"]["epoch_length"]
+    assert saved["optimizer"]["param_groups"][0]["lr"] == 0.0, "the finished 1-epoch schedule ends at 0"
+    workflow = ConfigWorkflow(
+        config_file=config_files(bundle, "train"),
+        workflow_type="train",
+        resume_from=str(checkpoint),
+        max_epochs=3,
+        phantom_dir=str(trained_bundle / "data" / "phantom_smoke"),
+    )
     workflow.initialize()
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    optimizer = workflow.parser.get_parsed_content("optimizer")
-    steps_per_epoch = saved["trainer"]["epoch_length"]
-    # initialize loaded the trainer's progress and the model: the run continues with epoch 2 only
-    assert trainer.state.iteration == steps_per_epoch
-    network = workflow.parser.get_parsed_content("network")
-    torch.testing.assert_close(network.state_dict()["mapper.references"], saved["model"]["mapper.references"])
-    assert optimizer.state_dict()["state"], "the optimizer's momentum buffers were restored"
+    parsed = workflow.parser.get_parsed_content
+    trainer, optimizer, network = parsed("train#trainer"), parsed("optimizer"), parsed("network")
+    assert trainer.state.iteration == steps
+    state = network.state_dict()
+    codebook = {"quantizer.embedding.weight", "quantizer.ema_w", "quantizer.ema_cluster_size", "quantizer.initialized"}
+    assert codebook <= set(saved["model"]) and bool(saved["model"]["quantizer.initialized"])
+    for key, value in saved["model"].items():
+        torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
+    restored = optimizer.state_dict()["state"]
+    assert restored and len(restored) == len(saved["optimizer"]["state"])
+    for index, value in saved["optimizer"]["state"].items():
+        torch.testing.assert_close(restored[index]["momentum_buffer"], value["momentum_buffer"], rtol=0, atol=0)
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+    assert np.array_equal(np.random.get_state()[1], saved["rng"]["numpy"]["keys"].numpy())
+    assert random.getstate()[1] == tuple(saved["rng"]["python"]["state"].tolist())
+
+    learning_rates = []
+    record = lambda engine: learning_rates.append(optimizer.param_groups[0]["lr"])  # noqa: E731
+    trainer.add_event_handler(Events.ITERATION_STARTED, record)
+    before = {key: value.clone() for key, value in state.items()}
     workflow.run()
     workflow.finalize()
-    assert trainer.state.epoch == 2 and trainer.state.iteration == 2 * steps_per_epoch
-    final = torch.load(trained_bundle / "models" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
-    assert final["trainer"]["iteration"] == 2 * steps_per_epoch
+    total = 3 * steps
+    assert learning_rates == pytest.approx([0.01 * (1 - it / total) ** 0.9 for it in range(steps, total)])
+    assert min(learning_rates) > 0
+    after = network.state_dict()
+    for key in ("encoder.conv1.weight", "mapper.references", "quantizer.embedding.weight"):
+        assert not torch.equal(before[key], after[key]), f"{key} did not change in the extra epochs"
+    assert trainer.state.epoch == 3 and trainer.state.iteration == total
+    final = torch.load(bundle / "models" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert final["trainer"]["iteration"] == total and final["lr_scheduler"]["total_iters"] == total
+    assert final["optimizer"]["param_groups"][0]["lr"] == 0.0  # the new schedule ends at 0 at the new end
+
+
+def test_resume_from_latest_without_a_checkpoint_names_the_file(fresh_bundle: Path) -> None:
+    files = config_files(fresh_bundle, "train")
+    workflow = ConfigWorkflow(config_file=files, workflow_type="train", resume_from="latest")
+    with pytest.raises(Exception) as info:
+        workflow.initialize()
+    text = _error_text(info.value)
+    assert f"resume_from: 'latest' means '{fresh_bundle / 'models' / 'checkpoint_latest.pt'}'" in text, text
