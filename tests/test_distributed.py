@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -109,3 +110,62 @@ def test_sync_batchnorm_converts_on_request_and_refuses_the_cpu() -> None:
     converted = sync_batchnorm(net, True, "cuda:0")  # conversion itself needs no GPU
     assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == batch_norms
     assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+
+
+def _backbone_worker(rank: int, world_size: int, port: int, backbone: str, results: dict) -> None:
+    from tests.networks.test_l2gnet import _synthetic_batch, small_net
+
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        net = small_net(backbone=backbone)
+        ddp = torch.nn.parallel.DistributedDataParallel(net)  # as the bundle: no find_unused_parameters
+        loss_fn = L2GNetLoss(network=ddp)
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
+        torch.manual_seed(100 + rank)
+        image, label = _synthetic_batch(2)
+        image = image + 0.1 * rank
+        without_gradient: list[str] = []
+        losses = []
+        for step in range(2):  # DDP reports parameters that got no gradient at the next iteration
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(ddp(image), label)
+            loss.backward()
+            if step == 0:
+                without_gradient = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+            optimizer.step()
+            losses.append(float(loss))
+        encoder_weights = torch.cat([p.detach().flatten() for p in net.encoder.parameters()])
+        copies = [torch.zeros_like(encoder_weights) for _ in range(world_size)]
+        dist.all_gather(copies, encoder_weights)
+        results[rank] = {
+            "without_gradient": without_gradient,
+            "losses": losses,
+            "synced": torch.equal(copies[0], copies[1]),
+            "encoder_parameters": sum(p.numel() for p in net.encoder.parameters()),
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet-b0"])
+def test_every_backbone_family_trains_under_ddp_with_every_parameter_used(backbone: str) -> None:
+    """One family per kind of encoder L2GNet builds (torchvision-layout ResNets, MONAI's EfficientNets)."""
+    world_size = 2
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_backbone_worker, args=(world_size, _free_port(), backbone, results), nprocs=world_size, join=True)
+        results = dict(results)
+    for rank in range(world_size):
+        assert results[rank]["without_gradient"] == [], results[rank]["without_gradient"]
+        assert all(math.isfinite(v) for v in results[rank]["losses"])
+        assert results[rank]["synced"]
+
+
+def test_the_backbone_families_tested_are_all_that_monai_registers() -> None:
+    """A new FLEXUNET_BACKBONE family in a later MONAI must get a test above (and support in build_encoder)."""
+    from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
+
+    families = {entry["type"].__name__ for entry in FLEXUNET_BACKBONE.register_dict.values()}
+    assert families <= {"ResNetEncoder", "EfficientNetEncoder"}, families

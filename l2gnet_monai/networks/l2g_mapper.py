@@ -11,7 +11,7 @@ for feature aggregation", ICLR 2021) for feature maps, with a way back to a feat
 
 import math
 from collections.abc import Sequence
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 from torch import nn
@@ -97,7 +97,7 @@ class L2GMapper(nn.Module):
         in_channels: int,
         out_channels: int,
         num_references: int = 4,
-        reference_grid: Sequence[int] | int = 8,
+        reference_grid: Union[Sequence[int], int] = 8,
         mode: str = "pooled",
         num_anchors: int = 256,
         kernel_sigma: float = 0.5,

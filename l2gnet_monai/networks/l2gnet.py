@@ -7,7 +7,7 @@
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from monai.networks.blocks import Convolution
@@ -64,8 +64,10 @@ class L2GNet(nn.Module):
         in_channels: image channels.
         out_channels: classes, background included.
         backbone: ``resnet10`` ... ``resnet200`` (torchvision layout, see
-            :class:`~l2gnet_monai.networks.encoders.ResNetStages`) or any other MONAI
-            ``FLEXUNET_BACKBONE`` name such as ``efficientnet-b0``.
+            :class:`~l2gnet_monai.networks.encoders.ResNetStages`) or one of MONAI's ``FLEXUNET_BACKBONE``
+            EfficientNets ``efficientnet-b0`` ... ``efficientnet-l2``, cut at stride 16 (see
+            :class:`~l2gnet_monai.networks.encoders.BackboneStages` and
+            :func:`~l2gnet_monai.networks.encoders.supported_backbones`).
         pretrained_encoder: path of a torchvision-format ResNet state dict to load into the encoder
             (e.g. ImageNet ``resnet50-0676ba61.pth``); ``None`` for random initialisation.
         codebook_size: number of codes ``K``.
@@ -102,7 +104,7 @@ class L2GNet(nn.Module):
         codebook_decay: float = 0.99,
         dead_code_threshold: float = 0.03,
         num_references: int = 4,
-        reference_grid: Sequence[int] | int = 8,
+        reference_grid: Union[Sequence[int], int] = 8,
         mapper_mode: str = "pooled",
         num_anchors: int = 256,
         kernel_sigma: float = 0.5,
@@ -111,8 +113,8 @@ class L2GNet(nn.Module):
         position_sigma: float = 0.1,
         bottleneck_kernel_size: int = 1,
         decoder_channels: Sequence[int] = (128, 64, 32, 16),
-        norm: str | tuple = ("batch", {"eps": 1e-3, "momentum": 0.1}),
-        act: str | tuple = ("relu", {"inplace": True}),
+        norm: Union[str, tuple] = ("batch", {"eps": 1e-3, "momentum": 0.1}),
+        act: Union[str, tuple] = ("relu", {"inplace": True}),
         upsample: str = "nontrainable",
     ) -> None:
         super().__init__()

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monai.networks.nets.efficientnet import EfficientNetEncoder
 
-from l2gnet_monai.networks.encoders import ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.encoders import (
+    BackboneStages,
+    ResNetStages,
+    build_encoder,
+    load_torchvision_resnet,
+    supported_backbones,
+)
 
 _LAYOUTS = {
     "resnet18": ("basic", [2, 2, 2, 2]),
@@ -162,3 +169,29 @@ def test_other_monai_backbones_are_available() -> None:
     assert [f.shape[-1] for f in features] == [32, 16, 8, 4]
     with pytest.raises(ValueError, match="Unknown backbone 'vgg16'"):
         build_encoder("vgg16", 2, 1)
+    assert set(supported_backbones()) >= {"resnet18", "resnet50", "efficientnet-b0", "efficientnet-b7"}
+    with pytest.raises(ValueError, match="EfficientNet backbones only"):
+        BackboneStages("resnet18")
+
+
+@pytest.mark.parametrize(("spatial_dims", "num_stages"), [(2, 3), (2, 4), (3, 3)])
+def test_cut_efficientnet_gives_monais_feature_maps_without_the_unused_stacks(spatial_dims, num_stages) -> None:
+    """The cut encoder equals the first feature maps of MONAI's whole EfficientNetEncoder, with its weights."""
+    torch.manual_seed(0)
+    whole = EfficientNetEncoder("efficientnet-b0", pretrained=False, spatial_dims=spatial_dims, in_channels=1).eval()
+    cut = BackboneStages("efficientnet-b0", spatial_dims=spatial_dims, in_channels=1, num_stages=num_stages).eval()
+    missing, unexpected = cut.encoder.load_state_dict(whole.state_dict(), strict=False)
+    assert missing == []
+    # efficientnet-b0's 7 stacks: stride 16 after stack 5 (index 4), stride 32 after stack 7
+    dropped_stacks = ["_blocks.5.", "_blocks.6."] if num_stages == 3 else []
+    dropped = tuple(dropped_stacks + ["_conv_head.", "_bn1.", "_fc."])
+    assert unexpected and all(key.startswith(dropped) for key in unexpected), unexpected
+    x = torch.randn(2, 1, *([32] * spatial_dims))
+    with torch.no_grad():
+        expected = whole(x)[: num_stages + 1]
+        features = cut(x)
+    assert len(features) == num_stages + 1
+    for got, want in zip(features, expected):
+        torch.testing.assert_close(got, want)
+    if num_stages == 3:  # stride 16: the stride-32 stacks and the classifier head are not built
+        assert sum(p.numel() for p in cut.parameters()) < 0.2 * sum(p.numel() for p in whole.parameters())
