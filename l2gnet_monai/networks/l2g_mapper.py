@@ -11,13 +11,13 @@ for feature aggregation", ICLR 2021) for feature maps, with a way back to a feat
 
 import math
 from collections.abc import Sequence
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
 from l2gnet_monai.networks.nystrom import NystromEmbedding
-from l2gnet_monai.networks.sinkhorn import _UnrolledLogSinkhorn, log_sinkhorn_potentials
+from l2gnet_monai.networks.sinkhorn import sinkhorn
 
 __all__ = ["L2GMapper", "positional_prior", "MAPPER_MODES"]
 
@@ -91,6 +91,9 @@ class L2GMapper(nn.Module):
         position_sigma: bandwidth of the positional prior relative to the image extent.
     """
 
+    # the positional priors cached by eager calls (see prior_for) stay out of scripted modules
+    __jit_ignored_attributes__ = ["_prior_cache"]
+
     def __init__(
         self,
         spatial_dims: int,
@@ -140,6 +143,7 @@ class L2GMapper(nn.Module):
         )
         conv_type = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.projection = conv_type(num_references * num_anchors, out_channels, kernel_size=1)
+        self._prior_cache: Dict[str, torch.Tensor] = {}
 
     def references_for(self, grid: List[int]) -> torch.Tensor:
         """The references laid out for a feature map of spatial shape ``grid``, shape ``(q, t, m)``.
@@ -155,19 +159,29 @@ class L2GMapper(nn.Module):
         return resized.reshape(q, m, -1).transpose(1, 2)
 
     def transport_plan(self, cost: torch.Tensor) -> torch.Tensor:
-        """Entropic OT plan for ``cost`` of shape ``(B, q, n, t)`` with uniform marginals, in float32."""
-        n, t = cost.shape[-2], cost.shape[-1]
-        log_kernel = -cost / self.sinkhorn_epsilon
-        log_a = torch.full([n], -math.log(n), dtype=cost.dtype, device=cost.device)
-        log_b = torch.full([t], -math.log(t), dtype=cost.dtype, device=cost.device)
-        if self.training and torch.is_grad_enabled() and not torch.jit.is_scripting() and not torch.jit.is_tracing():
-            return self._lean_plan(log_kernel, log_a, log_b)
-        f, g = log_sinkhorn_potentials(log_kernel, log_a, log_b, self.sinkhorn_iterations)
-        return torch.exp(log_kernel + f.unsqueeze(-1) + g.unsqueeze(-2))
+        """Entropic OT plan for ``cost`` of shape ``(B, q, n, t)`` with uniform marginals, by :func:`sinkhorn`."""
+        return sinkhorn(cost, epsilon=self.sinkhorn_epsilon, num_iters=self.sinkhorn_iterations)
+
+    def prior_for(self, grid: List[int], out_grid: List[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """:func:`positional_prior` between ``grid`` and ``out_grid``, built once per grid, device and dtype.
+
+        The prior depends on shapes only; eager calls reuse the cached tensor (a few hundred KiB per grid).
+        Scripted and traced graphs compute it in the graph.
+        """
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return positional_prior(grid, out_grid, self.position_sigma, device=device).to(dtype)
+        return self._cached_prior(grid, out_grid, device, dtype)
 
     @torch.jit.unused
-    def _lean_plan(self, log_kernel: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-        return _UnrolledLogSinkhorn.apply(log_kernel, log_a, log_b, self.sinkhorn_iterations)
+    def _cached_prior(
+        self, grid: List[int], out_grid: List[int], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        key = f"{grid}:{out_grid}:{self.position_sigma}:{device}:{dtype}"
+        prior = self._prior_cache.get(key)
+        if prior is None:
+            prior = positional_prior(grid, out_grid, self.position_sigma, device=device).to(dtype)
+            self._prior_cache[key] = prior
+        return prior
 
     def embed_map(self, x: torch.Tensor) -> torch.Tensor:
         """Steps 1-5 for each reference, concatenated: ``(B, D, *spatial)`` -> ``(B, q * m, *spatial)``."""
@@ -176,7 +190,7 @@ class L2GMapper(nn.Module):
         psi = self.embedding(features)  # (B, n, m)
         references = self.references_for(grid).to(psi.dtype)  # (q, t, m)
         out_grid = grid if self.mode == "full" else self.reference_grid
-        prior = positional_prior(grid, out_grid, self.position_sigma, device=x.device).to(psi.dtype)  # (n, t)
+        prior = self.prior_for(grid, out_grid, x.device, psi.dtype)  # (n, t)
         similarity = torch.einsum("bnm,qtm->bqnt", psi, references) * prior
         weights = self.transport_plan(-similarity) * prior  # (B, q, n, t)
         tiny = 1e-12

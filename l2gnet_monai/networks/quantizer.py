@@ -145,7 +145,29 @@ class CodebookQuantizer(EMAQuantizer):
         """
         if self.training:
             return self._training_forward(inputs)
-        _, _, indices = self.quantize(inputs)
-        quantized = self.embed(indices)
+        if torch.jit.is_scripting():
+            return self._eval_forward(inputs)
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            return self._eval_forward(inputs)
+
+    def _eval_forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Nearest codes in float32, without the one-hot encodings that only the EMA update needs.
+
+        The commitment loss is computed only when gradients are enabled (under ``no_grad``, as in
+        inference, nothing can use it, and a zero is returned).
+        """
+        flat_input = inputs.float().permute(self.flatten_permutation).reshape(-1, self.embedding_dim)
+        codebook = self.embedding.weight.float()
+        # same expression as EMAQuantizer.quantize, so eval and training pick the same code on near ties
+        distances = (
+            (flat_input**2).sum(dim=1, keepdim=True)
+            + (codebook.t() ** 2).sum(dim=0, keepdim=True)
+            - 2 * torch.mm(flat_input, codebook.t())
+        )
+        spatial = [inputs.shape[0]] + [int(s) for s in inputs.shape[2:]]
+        indices = torch.argmax(-distances, dim=1).view(spatial)
+        quantized = self.embed(indices).to(inputs.dtype)
+        if not torch.is_grad_enabled():
+            return quantized, torch.zeros((), dtype=inputs.dtype, device=inputs.device), indices
         loss = self.commitment_cost * torch.nn.functional.mse_loss(quantized.detach(), inputs)
         return inputs + (quantized - inputs).detach(), loss, indices

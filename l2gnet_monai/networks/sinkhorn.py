@@ -11,7 +11,8 @@ iteration instead of one ``(n, t)`` matrix per iteration, so training memory doe
 number of iterations (see :class:`_UnrolledLogSinkhorn`).
 """
 
-from __future__ import annotations
+import math
+from typing import Optional, Tuple
 
 import torch
 
@@ -20,7 +21,7 @@ __all__ = ["sinkhorn", "log_sinkhorn_potentials"]
 
 def log_sinkhorn_potentials(
     log_kernel: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, num_iters: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run ``num_iters`` log-domain Sinkhorn iterations and return the dual potentials.
 
     The plan is ``exp(log_kernel + f[..., :, None] + g[..., None, :])``. Each iteration first fits the
@@ -90,8 +91,8 @@ class _UnrolledLogSinkhorn(torch.autograd.Function):
 
 def sinkhorn(
     cost: torch.Tensor,
-    a: torch.Tensor | None = None,
-    b: torch.Tensor | None = None,
+    a: Optional[torch.Tensor] = None,
+    b: Optional[torch.Tensor] = None,
     epsilon: float = 0.1,
     num_iters: int = 10,
     lean_backward: bool = True,
@@ -102,7 +103,8 @@ def sinkhorn(
     formulation of ``ot.sinkhorn(a, b, M, reg=epsilon, method="sinkhorn_log")`` in POT) with a fixed
     number of iterations. All arithmetic runs in float32 (float64 stays float64), so float16 and
     bfloat16 inputs and costs of any magnitude give a finite plan; the plan is returned in the cost's
-    dtype.
+    dtype. This is the solver that :class:`~l2gnet_monai.networks.l2g_mapper.L2GMapper` calls; it scripts
+    and traces (TorchScript, ONNX) with the plain loop.
 
     Args:
         cost: cost matrices, shape ``(..., n, t)``.
@@ -125,17 +127,29 @@ def sinkhorn(
     log_kernel = -cost.to(compute_dtype) / epsilon
     log_a = _log_marginal(a, n, log_kernel)
     log_b = _log_marginal(b, t, log_kernel)
-    if lean_backward and log_kernel.requires_grad and torch.is_grad_enabled():
-        plan = _UnrolledLogSinkhorn.apply(log_kernel, log_a, log_b, num_iters)
+    # an autograd.Function can be neither scripted nor saved in a trace: those graphs take the plain loop
+    if (
+        lean_backward
+        and log_kernel.requires_grad
+        and torch.is_grad_enabled()
+        and not torch.jit.is_scripting()
+        and not torch.jit.is_tracing()
+    ):
+        plan = _lean_plan(log_kernel, log_a, log_b, num_iters)
     else:
         f, g = log_sinkhorn_potentials(log_kernel, log_a, log_b, num_iters)
         plan = torch.exp(log_kernel + f.unsqueeze(-1) + g.unsqueeze(-2))
     return plan.to(cost.dtype)
 
 
-def _log_marginal(marginal: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tensor:
+@torch.jit.unused
+def _lean_plan(log_kernel: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, num_iters: int) -> torch.Tensor:
+    return _UnrolledLogSinkhorn.apply(log_kernel, log_a, log_b, num_iters)
+
+
+def _log_marginal(marginal: Optional[torch.Tensor], size: int, like: torch.Tensor) -> torch.Tensor:
     if marginal is None:
-        return torch.full((size,), -torch.log(torch.tensor(float(size))).item(), dtype=like.dtype, device=like.device)
+        return torch.full([size], -math.log(size), dtype=like.dtype, device=like.device)
     if marginal.shape[-1] != size:
         raise ValueError(f"sinkhorn: a marginal has {marginal.shape[-1]} entries where the cost has {size}.")
     return torch.log(marginal.to(like.dtype))

@@ -146,3 +146,37 @@ def test_half_precision_input_is_finite_and_keeps_dtype() -> None:
 def test_bad_arguments_are_named(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         L2GMapper(2, 4, 4, **kwargs)
+
+
+def test_the_mapper_solves_transport_with_the_tested_sinkhorn(monkeypatch) -> None:
+    """One solver: the half-precision and large-norm tests of ``sinkhorn`` cover the function the model calls."""
+    import l2gnet_monai.networks.l2g_mapper as mapper_module
+    from l2gnet_monai.networks.sinkhorn import sinkhorn
+
+    calls = []
+
+    def spy(cost, *args, **kwargs):
+        calls.append((cost.shape, kwargs))
+        return sinkhorn(cost, *args, **kwargs)
+
+    monkeypatch.setattr(mapper_module, "sinkhorn", spy)
+    mapper = _mapper("pooled", 2, sinkhorn_iterations=7, sinkhorn_epsilon=0.3)
+    for training in (True, False):
+        mapper.train(training)
+        mapper(torch.randn(2, 5, 4, 4, dtype=torch.float64))
+    assert [c[0] for c in calls] == [(2, 2, 16, 4)] * 2
+    assert all(c[1] == {"epsilon": 0.3, "num_iters": 7} for c in calls)
+
+
+def test_positional_prior_is_built_once_per_grid_device_and_dtype() -> None:
+    mapper = _mapper("pooled", 2).float().eval()
+    first = mapper.prior_for([4, 4], [2, 2], torch.device("cpu"), torch.float32)
+    assert mapper.prior_for([4, 4], [2, 2], torch.device("cpu"), torch.float32) is first
+    other_grid = mapper.prior_for([6, 4], [2, 2], torch.device("cpu"), torch.float32)
+    other_dtype = mapper.prior_for([4, 4], [2, 2], torch.device("cpu"), torch.float64)
+    torch.testing.assert_close(other_grid, positional_prior([6, 4], [2, 2], mapper.position_sigma))
+    assert other_dtype.dtype == torch.float64 and torch.equal(other_dtype.float(), first)
+    with torch.no_grad():
+        x = torch.randn(1, 5, 4, 4)
+        torch.testing.assert_close(mapper(x), mapper(x))
+    assert len(mapper._prior_cache) == 3

@@ -96,3 +96,19 @@ def test_eval_quantizer_scripts() -> None:
     x = torch.randn(1, 4, 3, 3)
     for a, b in zip(scripted(x), quantizer(x)):
         torch.testing.assert_close(a, b)
+
+
+def test_eval_under_no_grad_skips_the_loss_and_stays_float32_under_autocast() -> None:
+    torch.manual_seed(0)
+    quantizer = CodebookQuantizer(2, num_embeddings=32, embedding_dim=16).train()
+    quantizer(torch.randn(2, 16, 4, 4))
+    quantizer.eval()
+    x = torch.randn(2, 16, 4, 4)
+    with_grad = quantizer(x)
+    with torch.no_grad():
+        quantized, loss, indices = quantizer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, _, autocast_indices = quantizer(x)
+    assert with_grad[1].item() > 0 and loss.item() == 0.0
+    assert torch.equal(indices, with_grad[2]) and torch.equal(autocast_indices, indices)
+    torch.testing.assert_close(quantized, with_grad[0])
