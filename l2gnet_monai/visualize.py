@@ -213,16 +213,19 @@ def _blend(grey: np.ndarray, labels: np.ndarray, colors: Mapping[int, RGB], alph
     require_matplotlib()
     if grey.shape != labels.shape:
         raise ValueError(f"image and label slices must have the same shape, got {grey.shape} and {labels.shape}.")
-    known = np.isin(labels, list(colors))
-    labels = np.where(known, labels, 0).astype(np.int64)  # values without a colour stay grey
-    alpha_map = np.full((1, *grey.shape), float(alpha), dtype=np.float32)
+    known = np.isin(labels, list(colors)) & (labels != 0)  # values without a colour stay grey
+    cmap = _colormap(colors)
+    # blend_images casts the looked-up colours to the label's dtype, so integer labels would lose them: the labels
+    # go in as float colour-table coordinates (the centre of entry k) and the opacity map leaves the rest grey.
+    coordinates = ((np.where(known, labels, 0) + 0.5) / cmap.N).astype(np.float32)
+    alpha_map = (float(alpha) * known).astype(np.float32)[None]
     rgb = blend_images(
         grey[None].astype(np.float32),
-        labels[None],
+        coordinates[None],
         alpha=alpha_map,
-        cmap=_colormap(colors),
+        cmap=cmap,
         rescale_arrays=False,
-        transparent_background=True,
+        transparent_background=False,
     )
     return np.moveaxis(np.asarray(rgb, dtype=np.float32), 0, -1)
 
