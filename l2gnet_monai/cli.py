@@ -63,6 +63,31 @@ def _class_names(dataset: str) -> dict[int, str]:
     return dict(SYNAPSE_CLASSES if dataset == "synapse" else ACDC_CLASSES)
 
 
+def _parse_classes(classes: Any) -> dict[int, str]:
+    """``--classes``: ``{index: name}``, names for 1, 2, ... (a list or a comma-separated string), or a dataset.json."""
+    if isinstance(classes, str) and classes.strip().endswith(".json"):
+        from l2gnet_monai.data.datalist import dataset_labels
+
+        return dataset_labels(Path(classes.strip()).expanduser())
+    if isinstance(classes, str) and classes.strip().startswith("{"):
+        try:
+            classes = json.loads(classes)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"--classes {classes!r} is not a JSON object of index: name ({one_line(err)})") from err
+    if isinstance(classes, str):
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    if isinstance(classes, Mapping):
+        try:
+            return {int(k): str(v) for k, v in classes.items()}
+        except (TypeError, ValueError) as err:
+            raise DatasetError(f"--classes: the keys of {dict(classes)!r} must be class indices (integers)") from err
+    if isinstance(classes, (list, tuple)) and classes:
+        names = [str(c) for c in classes]
+        start = 0 if names[0].lower() == "background" else 1
+        return {start + i: n for i, n in enumerate(names)}
+    raise DatasetError(f"--classes: expected {{index: name}} or names separated by commas, got {classes!r}")
+
+
 def _read_summary(path: Path) -> dict[str, Any]:
     """A ``summary.json`` written by the bundle's evaluation or by ``evaluate``, checked for the table's fields."""
     if not path.is_file():
@@ -189,13 +214,15 @@ class L2GNetCLI:
         self,
         pred_dir: str,
         labels: str,
-        dataset: str,
+        dataset: Optional[str] = None,
         output_dir: Optional[str] = None,
         hd95_in_mm: bool = False,
         split: str = "test",
         hd95_method: str = "medpy",
+        classes: Any = None,
+        name: Optional[str] = None,
     ) -> None:
-        """Score predicted label maps against the ground truth as in the paper's tables; print the comparison.
+        """Score predicted label maps against the ground truth, per case and class, on whole volumes; print the table.
 
         Every ground-truth volume is paired by case name with a NIfTI file found (recursively) under PRED_DIR:
         labelsTs/case0001.nii.gz goes with case0001_seg.nii.gz (as the bundle's inference writes it),
@@ -203,53 +230,76 @@ class L2GNetCLI:
         the ground truth's voxel grid. Per case and class, Dice and HD95 are computed on the whole 3-D volume
         with TransUNet's conventions (empty prediction: 0, 0; empty ground truth only: 1, 0), averaged over
         cases, then over classes. Writes metrics_per_case.csv (case, class, dice, hd95) and summary.json to
-        OUTPUT_DIR and prints Table 1 (synapse) or Table 2 (acdc) of the paper with our row below.
+        OUTPUT_DIR. Prints the paper's Table 1 (Synapse) or Table 2 (ACDC) with our row below when the classes
+        are the paper's (by name), otherwise a per-class table; the header gives the HD95 unit.
 
-        Classes: synapse 1 spleen, 2 right kidney, 3 left kidney, 4 gallbladder, 5 liver, 6 stomach, 7 aorta,
-        8 pancreas; acdc 1 RV, 2 Myo, 3 LV (the labels that `prepare` writes).
+        Classes, in order of precedence: --classes; --dataset synapse (1 spleen, 2 right kidney, 3 left kidney,
+        4 gallbladder, 5 liver, 6 stomach, 7 aorta, 8 pancreas) or acdc (1 RV, 2 Myo, 3 LV); the "labels" of
+        LABELS' dataset.json (any Medical Segmentation Decathlon dataset); otherwise classes 1..K named
+        "class k", K the largest value in the ground truth.
 
         Examples:
-            l2gnet-monai evaluate bundle/eval/inference ~/data/synapse_msd --dataset synapse
+            l2gnet-monai evaluate bundle/eval/inference ~/data/synapse_msd
+            l2gnet-monai evaluate preds/ ~/data/Task02_Heart --split validation --name "nnU-Net 2d"
             l2gnet-monai evaluate preds/ ~/data/acdc_msd/labelsTs --dataset acdc --output_dir results/ --hd95_in_mm
+            l2gnet-monai evaluate preds/ my_labels/ --classes "{1: liver, 2: tumour}"
 
         Args:
             pred_dir: folder of predicted label maps (.nii or .nii.gz, searched recursively).
-            labels: the ground truth: a dataset folder written by `prepare` (its dataset.json's SPLIT list is
-                scored, "test" by default), a dataset.json file, or a folder of ground-truth NIfTI files.
-            dataset: synapse or acdc: which classes to score and which of the paper's tables to print.
+            labels: the ground truth: a dataset folder in the Medical Segmentation Decathlon layout (its
+                dataset.json's SPLIT list is scored, "test" by default), a dataset.json file, or a folder of
+                ground-truth NIfTI files.
+            dataset: synapse or acdc: score the paper's classes and print that table (needed only for a folder
+                of labels without a dataset.json; a dataset whose classes are the paper's gets the table anyway).
             output_dir: where to write metrics_per_case.csv and summary.json (default: PRED_DIR).
             hd95_in_mm: report HD95 in millimetres from the ground truth's voxel spacing. The default,
                 --nohd95_in_mm, reports voxels as the paper's protocol (medpy's hd95 without spacing) does.
                 TransUNet's preprocessed Synapse release has no spacing (1 mm written), so both agree there.
             split: the dataset.json list to score when LABELS is a dataset: test (default), validation or training.
             hd95_method: medpy (the protocol's definition, default) or monai (MONAI's HausdorffDistanceMetric).
+            classes: the classes to score: "{1: liver, 2: tumour}" (index: name), "liver,tumour" (1, 2, ...), or a
+                dataset.json whose "labels" to use.
+            name: the row label: what was scored (default "ours"); recorded in summary.json as "method".
         """
-        from l2gnet_monai.evaluation import evaluate_folders, format_comparison
+        from l2gnet_monai.evaluation import evaluate_folders, format_report
 
-        key = _paper_dataset(dataset)
+        if dataset is not None and classes is not None:
+            raise DatasetError("give either --dataset (the paper's classes) or --classes, not both")
+        key = None if dataset is None else _paper_dataset(dataset)
         pred_path = Path(str(pred_dir)).expanduser()
         labels_path = Path(str(labels)).expanduser()
         if labels_path.is_dir() and (labels_path / "dataset.json").is_file():
             labels_path = labels_path / "dataset.json"
         if not labels_path.exists():
             raise FileNotFoundError(f"ground truth {labels_path} does not exist")
+        if key is not None:
+            class_names = _class_names(key)
+        elif classes is not None:
+            class_names = _parse_classes(classes)
+        elif labels_path.is_file():
+            from l2gnet_monai.data.datalist import dataset_labels
+
+            class_names = dataset_labels(labels_path)
+        else:
+            class_names = None  # inferred from the ground truth
         out_dir = pred_path if output_dir is None else Path(str(output_dir)).expanduser()
         try:
             results = evaluate_folders(
                 str(pred_path),
                 str(labels_path),
-                _class_names(key),
+                class_names,
                 output_dir=str(out_dir),
                 use_spacing=bool(hd95_in_mm),
                 hd95_method=str(hd95_method),
                 datalist_key=str(split),
+                method=None if name is None else str(name),
             )
         except ValueError as err:  # shape mismatch, label values out of range, bad datalist: the user's input
             raise DatasetError(one_line(err)) from err
-        print(format_comparison(results.summary(), key))
+        print(format_report(results.summary(), key or "auto"))
         print(f"wrote {out_dir / 'metrics_per_case.csv'} and {out_dir / 'summary.json'}")
 
-    def compare(self, summary_json: str, dataset: str, name: str = "L2GNet (ours)") -> None:
+    def compare(self, summary_json: str, dataset: str, name: Optional[str] = None) -> None:
         """Print our scores from a summary.json beside the paper's published rows (Table 1 or Table 2).
 
         SUMMARY_JSON is written by the bundle's evaluation (bundle/eval/summary.json) or by `evaluate`. Its
@@ -264,7 +314,7 @@ class L2GNetCLI:
             summary_json: the summary.json file.
             dataset: synapse (Table 1: mean DSC, mean HD95, 8 organ DSCs) or acdc (Table 2: mean DSC, mean HD95,
                 RV/Myo/LV DSC and HD95).
-            name: the name of our row.
+            name: the name of our row (default: the summary's "method", i.e. the network that was scored).
         """
         from l2gnet_monai.evaluation import format_comparison
 
@@ -272,7 +322,7 @@ class L2GNetCLI:
         path = Path(str(summary_json)).expanduser()
         summary = _read_summary(path)
         try:
-            table = format_comparison(summary, key, str(name))
+            table = format_comparison(summary, key, None if name is None else str(name))
         except (ValueError, KeyError, TypeError) as err:
             raise DatasetError(f"{path} does not fit the {key} table: {one_line(err)}") from err
         print(table)

@@ -19,7 +19,14 @@ from ignite.handlers import DiskSaver
 from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.handlers import CheckpointSaver
 
-from l2gnet_monai.evaluation import EvaluationResults, compute_case_metrics, format_comparison, write_results
+from l2gnet_monai.evaluation import (
+    EvaluationResults,
+    compute_case_metrics,
+    format_report,
+    network_label,
+    resolve_paper_table,
+    write_results,
+)
 from l2gnet_monai.losses import unwrap_network
 
 __all__ = ["AtomicCheckpointSaver", "CodebookStatsHandler", "ProgressBar", "PaperMetricsHandler"]
@@ -139,42 +146,54 @@ class PaperMetricsHandler:
     channel-first, in the original image space: invert the preprocessing in ``postprocessing`` first) and
     scores them with :func:`l2gnet_monai.evaluation.compute_case_metrics` (TransUNet's protocol and edge
     cases). When the run completes it writes ``metrics_per_case.csv`` and ``summary.json`` to
-    ``output_dir`` and logs the table: our row beside the paper's rows for ``dataset`` ``"synapse"`` or
-    ``"acdc"``, or our row alone otherwise. The summary is also stored in ``engine.state.metrics``
-    (``mean_dsc``, ``mean_hd95``).
+    ``output_dir`` and prints the table: our row beside the paper's rows when the classes are the paper's
+    (Synapse's or ACDC's, by name), a per-class table otherwise. The summary is also stored in
+    ``engine.state.metrics`` (``mean_dsc``, ``mean_hd95``).
 
     Args:
         class_names: ``{index: name}`` of the classes (background may be included; it is not scored).
         output_dir: folder for the CSV and JSON files.
-        dataset: ``"synapse"``, ``"acdc"`` or ``None``: which of the paper's tables to print beside ours.
+        dataset: which of the paper's tables to print beside ours: ``"auto"`` (the paper's table when the
+            classes are the paper's), ``"synapse"``, ``"acdc"``, or ``"none"``/``None`` (a per-class table).
+            An explicit table that the classes do not fit is refused here, before any work.
         use_spacing: HD95 in millimetres from the label's affine; ``False`` gives voxels as TransUNet's code.
         hd95_method: ``"medpy"`` (the protocol's definition) or ``"monai"``.
-        name: method name of our row.
+        name: the row label, naming what was scored (the bundle passes the network's class and backbone,
+            e.g. ``"L2GNet (resnet50)"``); ``None``: the class name of the engine's network.
+
+    Raises:
+        ValueError: ``dataset`` is unknown or names a table whose classes ``class_names`` lacks.
     """
 
     def __init__(
         self,
         class_names: Mapping[int | str, str],
         output_dir: str,
-        dataset: str | None = None,
+        dataset: str | None = "auto",
         use_spacing: bool = True,
         hd95_method: str = "medpy",
-        name: str = "L2GNet (ours)",
+        name: str | None = None,
     ) -> None:
         self.class_names = {int(k): v for k, v in class_names.items() if int(k) != 0}
         self.output_dir = output_dir
-        self.dataset = dataset
+        self.dataset = resolve_paper_table(dataset, self.class_names)
         self.use_spacing = use_spacing
         self.hd95_method = hd95_method
         self.name = name
         self.results = self._new_results()
 
-    def _new_results(self) -> EvaluationResults:
+    def _new_results(self, name: str | None = None) -> EvaluationResults:
         unit = "mm" if self.use_spacing else "voxel"
-        return EvaluationResults(self.class_names, hd95_unit=unit, hd95_method=self.hd95_method)
+        return EvaluationResults(self.class_names, hd95_unit=unit, hd95_method=self.hd95_method, method=name)
+
+    def _started(self, engine: Engine) -> None:
+        name = self.name
+        if name is None and isinstance(getattr(engine, "network", None), torch.nn.Module):
+            name = network_label(type(unwrap_network(engine.network)))
+        self.results = self._new_results(name)
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda e: setattr(self, "results", self._new_results()))
+        engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
         engine.add_event_handler(Events.COMPLETED, self._report)
 
@@ -205,11 +224,5 @@ class PaperMetricsHandler:
         summary = self.results.summary()
         engine.state.metrics["mean_dsc"] = summary["mean_dsc"]
         engine.state.metrics["mean_hd95"] = summary["mean_hd95"]
-        if self.dataset in ("synapse", "acdc"):
-            table = format_comparison(summary, self.dataset, self.name)
-        else:
-            per_class = ", ".join(f"{k} {100 * v['dsc']:.2f}" for k, v in summary["per_class"].items())
-            table = f"{self.name}: mean DSC {100 * summary['mean_dsc']:.2f}, mean HD95 {summary['mean_hd95']:.2f}\n"
-            table += f"per-class DSC: {per_class}"
         logger.info("Scores of %d cases written to %s and %s.", len(self.results.per_case), paths["csv"], paths["json"])
-        print(table, flush=True)
+        print(format_report(summary, self.dataset), flush=True)

@@ -225,7 +225,8 @@ def test_evaluation_scores_the_test_split_in_the_paper_table(protocol_run: Proto
     assert summary["num_cases"] == len(test_labels) and summary["hd95_unit"] == "voxel"
     assert list(summary["per_class"]) == list(classes.values())
     title = "Table 1 (Synapse" if protocol_run.override == "synapse" else "Table 2 (ACDC"
-    assert title in protocol_run.eval_stdout and "L2GNet (ours)" in protocol_run.eval_stdout
+    assert title in protocol_run.eval_stdout and "\nL2GNet (resnet18) " in protocol_run.eval_stdout  # the network
+    assert summary["method"] == "L2GNet (resnet18)"
     assert f"{PAPER_RESULTS[protocol_run.override]['L2GNet(4-ref)'][0]:.2f}" in protocol_run.eval_stdout
 
 
@@ -261,8 +262,8 @@ def test_cli_evaluate_perfect_predictions_and_a_missing_one(acdc_dataset: Path, 
     done = run_cli([*args, "--output_dir", str(out)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Table 2 (ACDC" in done.stdout and "L2GNet(4-ref)" in done.stdout
-    ours = next(line for line in done.stdout.splitlines() if line.startswith("L2GNet (ours)"))
-    assert ours.split()[2:] == ["100.00", "0.00", "100.00", "100.00", "100.00", "0.00", "0.00", "0.00"]
+    ours = next(line for line in done.stdout.splitlines() if line.startswith("ours "))  # no --name: "ours"
+    assert ours.split()[1:] == ["100.00", "0.00", "100.00", "100.00", "100.00", "0.00", "0.00", "0.00"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mean_dsc"] == 1.0 and summary["num_cases"] == len(test_labels) and summary["hd95_unit"] == "voxel"
     with open(out / "metrics_per_case.csv") as f:
@@ -288,7 +289,7 @@ def test_cli_compare(protocol_run: ProtocolRun, tmp_path: Path) -> None:
     done = run_cli(["-m", "l2gnet_monai", "compare", str(summary_file), "--dataset", dataset], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    ours = next(line for line in lines if line.startswith("L2GNet (ours)"))
+    ours = next(line for line in lines if line.startswith(summary["method"] + " "))  # named after the network
     assert ours.split()[2] == f"{100 * summary['mean_dsc']:.2f}" and ours.split()[3] == f"{summary['mean_hd95']:.2f}"
     assert lines[0].startswith("Table 1 (Synapse" if dataset == "synapse" else "Table 2 (ACDC")
     assert all(name in done.stdout for name in PAPER_RESULTS[dataset])

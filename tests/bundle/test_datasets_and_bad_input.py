@@ -80,7 +80,7 @@ def test_own_mri_dataset_with_four_classes_trains_and_evaluates(fresh_bundle: Pa
     assert (fresh_bundle / "models" / "model.pt").is_file()
     run_workflow(config_files(fresh_bundle, "train", "evaluate"), "train", dataset_dir=str(dataset), paper_table="acdc")
     out = capsys.readouterr().out
-    assert "Table 2 (ACDC" in out and "L2GNet (ours)" in out
+    assert "Table 2 (ACDC" in out and "\nL2GNet (resnet18) " in out
 
 
 def test_multi_gpu_config_trains_with_two_gloo_processes_under_torchrun(fresh_bundle: Path) -> None:

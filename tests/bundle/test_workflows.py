@@ -64,7 +64,7 @@ def test_training_writes_the_best_model_checkpoints_and_logs(trained_bundle: Pat
 def test_evaluation_writes_per_case_scores_and_prints_the_table(trained_bundle: Path, capsys) -> None:
     run_workflow(config_files(trained_bundle, "train", "evaluate"), "train")
     out = capsys.readouterr().out
-    assert "Table 1 (Synapse" in out and "L2GNet (ours)" in out and "82.23" in out
+    assert "Table 1 (Synapse" in out and "\nL2GNet (resnet18) " in out and "82.23" in out
     with open(trained_bundle / "eval" / "metrics_per_case.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["class"] for r in rows} == set(PHANTOM_LABELS.values()) - {"background"}
