@@ -15,6 +15,7 @@ from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
 from torch import nn
 
 from l2gnet_monai.networks.encoders import RESNET_LAYOUTS, ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.explain import explain as explain_bottleneck
 from l2gnet_monai.networks.l2g_mapper import L2GMapper
 from l2gnet_monai.networks.quantizer import CodebookQuantizer
 
@@ -282,6 +283,14 @@ class L2GNet(nn.Module):
                 "configs read it), or repeat the training's network_def overrides (e.g. configs/cpu.json)."
             )
         return super().load_state_dict(state_dict, strict=True, assign=assign)
+
+    @torch.jit.unused
+    def explain(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The bottleneck's codes, transport plans, bins and codebook usage for images ``x`` ``(B, C_in, *S)``.
+
+        See :func:`l2gnet_monai.networks.explain.explain` for the returned tensors and their shapes.
+        """
+        return explain_bottleneck(self, x)
 
     def pop_quantization_loss(self) -> Optional[torch.Tensor]:
         """The quantization loss of the last training forward pass, cleared so that it is added only once."""
