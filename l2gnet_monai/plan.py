@@ -235,6 +235,7 @@ def build_plan(
     slice_axis: int,
     network: nn.Module,
     dataset: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """The plan of a training run, from the values its config resolved (the arguments are config keys).
 
@@ -247,6 +248,7 @@ def build_plan(
         network: the network being trained; its ``init_args`` (see :class:`~l2gnet_monai.networks.L2GNet`) are
             recorded, so that inference builds the same network.
         dataset: :func:`describe_dataset`'s result (provenance and median spacing).
+        batch_size: the training batch size (slices), which further training of the packaged model keeps.
 
     Returns:
         The plan, JSON-serialisable.
@@ -271,6 +273,7 @@ def build_plan(
         "slice_axis": int(slice_axis),
         "median_spacing": list((dataset or {}).get("median_spacing") or []),
         "dataset": str((dataset or {}).get("dataset", "")),
+        "batch_size": None if batch_size is None else int(batch_size),
         "network": record,
     }
 
@@ -419,13 +422,16 @@ def training_overrides(plan: Mapping[str, Any]) -> dict[str, Any]:
     """Config overrides that make ``train.json`` continue the planned model (for a packaged, trained bundle).
 
     Without ``dataset_dir`` the description of the data comes from the bundle's own ``models/plan.json`` (so that
-    MONAI Label's training on its datalist keeps the classes), and the network is the planned one.
+    MONAI Label's training on its datalist keeps the classes); the network, slice size and batch size are the
+    planned ones.
     """
     overrides: dict[str, Any] = {
         "dataset_info#plan_file": f"$@ckpt_dir + '/{PLAN_FILE}'",
         "ct_window": list(plan["ct_window"]),
         "slice_size": list(plan["slice_size"]),
     }
+    if plan.get("batch_size"):
+        overrides["batch_size"] = int(plan["batch_size"])
     network = dict(plan.get("network") or {})
     network.pop("out_channels", None)  # follows the classes (num_classes)
     overrides.update({f"network_def#{key}": value for key, value in network.items()})

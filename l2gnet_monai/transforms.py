@@ -135,6 +135,9 @@ class RandRotFlipOrRotated(RandomizableTransform, MapTransform):
                 d[key] = Flip(spatial_axis=self._flip_axis)(Rotate90(k=self._k, spatial_axes=(0, 1))(d[key]))
             else:
                 rotate = Rotate(math.radians(self._angle), keep_size=True, mode=self.modes[key], padding_mode="zeros")
-                d[key] = rotate(d[key])
+                dtype = d[key].dtype
+                # Rotate resamples in float32; the input's dtype (uint8 labels) comes back, so that every sample of
+                # a batch has the same dtype (DataLoader workers collate into a tensor of the first one's dtype)
+                d[key] = convert_to_tensor(rotate(d[key]), dtype=dtype, track_meta=False)
             d[key] = convert_to_tensor(d[key], track_meta=False)  # plain tensors, like the unaugmented samples
         return d

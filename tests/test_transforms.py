@@ -73,6 +73,32 @@ def test_rotation_keeps_the_size_and_label_values() -> None:
     assert type(out["image"]) is torch.Tensor  # plain tensors, like unaugmented samples, for collation
 
 
+def test_every_branch_keeps_the_dtypes_so_that_worker_batches_collate() -> None:
+    """The training labels are uint8: a rotated slice must stay uint8 beside unrotated ones in a batch, else
+    collating in a DataLoader worker (into a uint8 tensor) fails."""
+    sample = {"image": _pair()["image"], "label": _pair()["label"].to(torch.uint8)}
+    for rot_flip, rotate in ((1.0, 0.0), (0.0, 1.0), (0.0, 0.0)):
+        transform = RandRotFlipOrRotated(["image", "label"], prob_rot_flip=rot_flip, prob_rotate=rotate)
+        out = transform(dict(sample))
+        assert out["image"].dtype == torch.float32 and out["label"].dtype == torch.uint8, transform._branch
+    rotated = RandRotFlipOrRotated(["image", "label"], prob_rot_flip=0.0, prob_rotate=1.0)
+    batch = next(iter(torch.utils.data.DataLoader(_Augmented([sample] * 4, rotated), batch_size=4, num_workers=1)))
+    assert batch["label"].dtype == torch.uint8 and batch["label"].shape[0] == 4
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Every other sample augmented, as in a training batch."""
+
+    def __init__(self, samples: list, transform: RandRotFlipOrRotated) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.transform(dict(self.samples[i])) if i % 2 else dict(self.samples[i])
+
+
 def test_no_op_branch_returns_the_input() -> None:
     sample = _pair()
     transform = RandRotFlipOrRotated(["image", "label"], prob_rot_flip=0.0, prob_rotate=0.0)

@@ -15,7 +15,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
-from l2gnet_monai.data.phantom import PHANTOM_LABELS
+from l2gnet_monai.data.phantom import PHANTOM_LABELS, generate_phantom_case
 from l2gnet_monai.networks import L2GNet
 from tests.bundle.conftest import REPO, SHARED, SMOKE, config_files, copy_bundle, run_cli, run_workflow
 from tests.bundle.test_datasets_and_bad_input import _error_text
@@ -106,6 +106,25 @@ def test_inference_writes_label_maps_in_the_input_geometry(trained_bundle: Path)
         np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
         data = np.asanyarray(written.dataobj)
         assert data.dtype == np.uint8 and data.max() <= 8
+
+
+def test_weights_without_their_plan_are_refused_in_one_message(trained_bundle: Path, tmp_path) -> None:
+    """The smoke-trained weights (ResNet18) without plan.json meet inference.json's default network (ResNet50):
+    one message says what the checkpoint holds and where the fix is; nothing is segmented."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copy2(trained_bundle / "models" / "model.pt", bundle / "models" / "model.pt")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    image, _, affine = generate_phantom_case(0, shape=(64, 64, 12), spacing=(6.0, 6.0, 12.0), seed=1)
+    nib.save(nib.Nifti1Image(image, affine), str(inputs / "case.nii.gz"))
+    args = ["-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json")]
+    result = run_cli([*args, "--input_dir", str(inputs)], cwd=tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "CheckpointMismatchError:" in line]
+    assert errors, result.stderr[-3000:]
+    assert "backbone resnet50, 9 classes" in errors[0] and "it holds backbone resnet18" in errors[0], errors[0]
+    assert "plan.json" in errors[0]
+    assert not (bundle / "eval" / "inference").exists() or not any((bundle / "eval" / "inference").iterdir())
 
 
 def test_ckpt_export_gives_a_torchscript_model_with_the_eager_output(trained_bundle: Path, tmp_path) -> None:
