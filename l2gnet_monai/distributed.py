@@ -29,12 +29,13 @@ def _env_int(name: str, default: int) -> int:
 def is_main_process() -> bool:
     """Whether this process writes the run's outputs (checkpoints, logs, TensorBoard, evaluation files).
 
-    True for the global rank 0 of an initialised process group, else for ``RANK`` 0 (or no ``RANK``) in the
-    environment that ``torchrun`` sets, so the answer is the same before and after ``init_process_group``.
+    True for the global rank 0 of an initialised process group, else for ``RANK`` 0 in the environment that
+    ``torchrun`` sets (``WORLD_SIZE`` > 1), so the answer is the same before and after ``init_process_group``.
+    A process outside a multi-process job (no ``WORLD_SIZE``, or 1) is always the main process.
     """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
-    return _env_int("RANK", 0) == 0
+    return _env_int("WORLD_SIZE", 1) <= 1 or _env_int("RANK", 0) == 0
 
 
 def local_device() -> torch.device:

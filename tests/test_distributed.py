@@ -91,11 +91,14 @@ def test_the_device_follows_local_rank_not_the_global_rank(monkeypatch) -> None:
 
 def test_only_rank_zero_is_the_main_process(monkeypatch) -> None:
     monkeypatch.delenv("RANK", raising=False)
-    assert is_main_process()
-    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert is_main_process()
     monkeypatch.setenv("RANK", "3")
+    assert is_main_process(), "a single process (no WORLD_SIZE) always writes its outputs"
+    monkeypatch.setenv("WORLD_SIZE", "8")
     assert not is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
 
 
 def test_sync_batchnorm_converts_on_request_and_refuses_the_cpu() -> None:

@@ -148,3 +148,39 @@ def test_the_latest_checkpoint_survives_a_process_killed_while_writing_it(tmp_pa
     assert len(leftovers) == 1 and leftovers[0].name.startswith("tmp")
     with pytest.raises(RuntimeError, match="failed finding central directory"):
         torch.load(leftovers[0], weights_only=True)
+
+
+def test_an_iteration_level_latest_checkpoint_resumes_in_the_middle_of_an_epoch(tmp_path) -> None:
+    """``checkpoint_epoch_level: false``: the latest checkpoint every 3 iterations; a run stopped after iteration 7
+    of 4-iteration epochs resumes from iteration 6 and ends at the same total as an uninterrupted run."""
+    from monai.handlers import CheckpointLoader
+
+    def make(stop_at: int | None):
+        model = torch.nn.Linear(3, 2)
+        engine = Engine(lambda e, batch: None)
+        saver = AtomicCheckpointSaver(
+            save_dir=str(tmp_path),
+            save_dict={"model": model, "trainer": engine},
+            epoch_level=False,
+            save_interval=3,
+            n_saved=1,
+            interval_filename="checkpoint_latest.pt",
+        )
+        saver.attach(engine)
+        if stop_at is not None:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(once=stop_at), lambda e: e.terminate())
+        return engine, model
+
+    engine, _ = make(stop_at=7)
+    engine.run(range(4), max_epochs=3)
+    saved = torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)
+    assert saved["trainer"]["iteration"] == 6 and saved["trainer"]["epoch_length"] == 4
+
+    resumed, model = make(stop_at=None)
+    seen = []
+    resumed.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(e.state.iteration))
+    resumed.state.max_epochs = 3  # as MONAI's trainers set it when they are built
+    CheckpointLoader(str(tmp_path / "checkpoint_latest.pt"), {"model": model, "trainer": resumed})(resumed)
+    resumed.run(range(4))
+    assert seen == list(range(7, 13)) and resumed.state.epoch == 3
+    assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)["trainer"]["iteration"] == 12

@@ -75,8 +75,10 @@ def test_training_writes_the_best_model_checkpoints_and_logs(trained_bundle: Pat
     best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     assert "mapper.references" in best and "quantizer.embedding.weight" in best  # a plain state dict, as in the zoo
     final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
-    assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(final)
+    assert {"model", "optimizer", "lr_scheduler", "trainer", "rng"} <= set(final)
     assert final["trainer"]["iteration"] == final["trainer"]["epoch_length"]  # one epoch
+    latest = torch.load(models / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    assert set(latest) == set(final) and latest["trainer"]["iteration"] == final["trainer"]["iteration"]
     assert list((trained_bundle / "eval").glob("events.out.tfevents.*")), "TensorBoard logs"
     assert not list(models.glob("*.tmp")) and not [p for p in models.iterdir() if p.name.startswith("tmp")]
 
