@@ -125,6 +125,7 @@ class CodebookQuantizer(EMAQuantizer):
         self.restarted_codes = dead.sum()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors):
+        """``nn.Module``'s loading, then the host mirror of ``initialized`` from the loaded value (a resumed run)."""
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors)
         if prefix + "initialized" in state_dict:
             self._initialized_host = bool(state_dict[prefix + "initialized"])
