@@ -6,10 +6,10 @@
 """Training-step time, parameters and FLOPs of L2GNet against MONAI's FlexibleUNet (ResNet50, 2-D).
 
 Both networks segment 9 classes of 224 x 224 single-channel slices with ``DiceCELoss(to_onehot_y=True,
-softmax=True)`` (plus the quantization loss for L2GNet) and SGD. One *step* is ``zero_grad``, forward,
-loss, backward and ``optimizer.step()``. After warm-up the networks are timed in interleaved rounds
-(A B, B A, A B, ...); the script prints the median step time of each network and the median over rounds
-of the per-round ratio to FlexibleUNet, and checks the target L2GNet / FlexibleUNet <= 1.15.
+softmax=True)`` (for L2GNet ``L2GNetLoss``, which adds the quantization loss) and SGD. One *step* is
+``zero_grad``, forward, loss, backward and ``optimizer.step()``. After warm-up the networks are timed in
+interleaved rounds (A B, B A, A B, ...); the script prints the median step time of each network and the median
+over rounds of the per-round ratio to FlexibleUNet, and checks the target L2GNet / FlexibleUNet <= 1.15.
 
 It also counts parameters and forward FLOPs per 224 x 224 slice (batch 1, eval mode,
 ``torch.utils.flop_counter.FlopCounterMode``, which counts matrix products and convolutions, 2 FLOPs per
@@ -37,12 +37,11 @@ from _common import (
     timed,
     write_json,
 )
-from monai.losses import DiceCELoss
 from monai.networks.nets import FlexibleUNet
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from l2gnet_monai import L2GNet
+from l2gnet_monai import L2GNet, L2GNetLoss
 
 BASELINE = "flexunet"
 TARGET_RATIO = 1.15
@@ -86,19 +85,19 @@ def count_flops(net: nn.Module, size: int, device: torch.device) -> Dict[str, fl
     return flops
 
 
-def make_step(
-    net: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 0.01
-) -> Callable[[], None]:
-    """A closure running one SGD training step of ``net`` on the batch ``(x, y)``."""
+def make_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 0.01) -> Callable[[], None]:
+    """A closure running one SGD training step of ``net`` on the batch ``(x, y)``.
+
+    The loss is the bundle's: ``L2GNetLoss(network=net)`` (Dice + CE + the quantization loss) for L2GNet,
+    its plain Dice + CE for FlexibleUNet.
+    """
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    loss_fn = L2GNetLoss(network=net if isinstance(net, L2GNet) else None)
     net.train()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(net(x), y)
-        quantization_loss = net.pop_quantization_loss() if isinstance(net, L2GNet) else None
-        if quantization_loss is not None:
-            loss = loss + quantization_loss
         loss.backward()
         optimizer.step()
 
@@ -141,10 +140,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     params = {name: count_parameters(net) for name, net in nets.items()}
     flops = {name: count_flops(net, args.size, device) for name, net in nets.items()}
 
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     x = torch.randn(args.batch, 1, args.size, args.size, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch, 1, args.size, args.size), device=device)
-    steps = {name: make_step(net, loss_fn, x, y) for name, net in nets.items()}
+    steps = {name: make_step(net, x, y) for name, net in nets.items()}
 
     for _ in range(args.warmup):
         for name in names:

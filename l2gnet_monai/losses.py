@@ -23,6 +23,14 @@ def unwrap_network(network: nn.Module) -> nn.Module:
     return network
 
 
+def _wrapped_in_data_parallel(network: nn.Module) -> bool:
+    while isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        if isinstance(network, nn.DataParallel):
+            return True
+        network = network.module
+    return False
+
+
 class L2GNetLoss(DiceCELoss):
     """``L = CE(y, y_hat) + (1 - Dice(y, y_hat)) + w * L_quant``, a drop-in ``loss`` for MONAI trainers.
 
@@ -31,6 +39,12 @@ class L2GNetLoss(DiceCELoss):
     from ``network``, which records it during each training forward pass
     (:meth:`l2gnet_monai.networks.L2GNet.pop_quantization_loss`), so ``SupervisedTrainer`` can keep
     calling ``loss_function(pred, label)``. ``network`` may be wrapped in ``DistributedDataParallel``.
+
+    The quantization term cannot go missing silently: each call takes the loss of the network's last forward
+    pass (:meth:`~l2gnet_monai.networks.L2GNet.take_quantization_loss`) and raises ``RuntimeError`` when that
+    pass recorded none (eval mode, no forward pass at all), when the recorded loss is stale (eval passes ran
+    since) or was read already, or when several training passes ran since the last call. ``nn.DataParallel``
+    is refused at construction: its replicas' records are lost (use ``DistributedDataParallel``).
 
     Bundle config::
 
@@ -45,7 +59,12 @@ class L2GNetLoss(DiceCELoss):
             ``include_background``, ...).
 
     Attributes:
-        last_terms: the last call's terms, ``{"dice_ce": float, "quantization": float}``, for logging.
+        last_terms: the last call's terms, ``{"dice_ce": tensor, "quantization": tensor}`` (detached 0-d
+            tensors on the loss's device, so the step needs no host read; ``float()`` them when logging).
+
+    Raises:
+        ValueError: ``network`` is wrapped in ``nn.DataParallel``, or records no quantization loss (not an
+            L2GNet: pass ``network=None`` for plain Dice + CE).
     """
 
     def __init__(
@@ -57,10 +76,21 @@ class L2GNetLoss(DiceCELoss):
         **kwargs: Any,
     ) -> None:
         super().__init__(to_onehot_y=to_onehot_y, softmax=softmax, **kwargs)
+        if network is not None:
+            if _wrapped_in_data_parallel(network):
+                raise ValueError(
+                    "L2GNetLoss: network is wrapped in nn.DataParallel, whose replicas record the quantization "
+                    "loss where the loss cannot read it; use DistributedDataParallel (or a single device)."
+                )
+            if not hasattr(unwrap_network(network), "take_quantization_loss"):
+                raise ValueError(
+                    f"L2GNetLoss: network is a {type(unwrap_network(network)).__name__}, which records no "
+                    "quantization loss; pass an L2GNet, or network=None for plain Dice + CE."
+                )
         # a tuple keeps the network out of this module's children (and its state dict)
         self._network = (network,) if network is not None else ()
         self.quantization_weight = quantization_weight
-        self.last_terms: dict[str, float] = {}
+        self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
@@ -70,14 +100,19 @@ class L2GNetLoss(DiceCELoss):
 
         Returns:
             The scalar loss.
+
+        Raises:
+            RuntimeError: built with a network whose last forward pass left no fresh quantization loss to take
+                (see the class docstring); the message says which case it is.
         """
         loss = super().forward(input, target)
-        terms = {"dice_ce": float(loss.detach())}
+        terms = {"dice_ce": loss.detach()}
         if self._network:
-            pop = getattr(unwrap_network(self._network[0]), "pop_quantization_loss", None)
-            quantization_loss = pop() if pop is not None else None
-            if quantization_loss is not None:
-                loss = loss + self.quantization_weight * quantization_loss
-                terms["quantization"] = float(quantization_loss.detach())
+            try:
+                quantization_loss = unwrap_network(self._network[0]).take_quantization_loss()
+            except RuntimeError as e:
+                raise RuntimeError(f"L2GNetLoss: {e}") from None
+            loss = loss + self.quantization_weight * quantization_loss
+            terms["quantization"] = quantization_loss.detach()
         self.last_terms = terms
         return loss

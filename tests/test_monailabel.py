@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -11,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,20 +25,10 @@ from l2gnet_monai.data.phantom import generate_phantom_case
 from l2gnet_monai.packaging import package_bundle
 from tests.bundle import conftest as bundle_conftest
 from tests.bundle.conftest import SMOKE, copy_bundle
+from tests.monailabel_venv import clean_env, monailabel_venv, pip_install, venv_python
 
 REPO = Path(__file__).resolve().parents[1]
 
-MONAILABEL_VERSION = "0.8.5"
-TORCH_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1"]
-MONAILABEL_REQUIREMENTS = [
-    f"monailabel=={MONAILABEL_VERSION}",
-    "pydicom>=2.4.4,<3",
-    "pynetdicom<3",
-    "dicomweb-client[gcp]>=0.59.1,<0.60",
-]
-#: Where the MONAI Label venv is built once and reused (8 GB); ignored by git.
-DEFAULT_VENV = REPO / ".cache" / "monailabel-venv"
-PIP_TIMEOUT_S = 1800
 READY_TIMEOUT_S = 900  # server start-up on a busy 2-core machine: generous
 TRAIN_TIMEOUT_S = 1800
 NAME = "l2gnet_segmentation"
@@ -53,116 +41,12 @@ RELOAD_LINE = re.compile(r"Reload model from cache\.\s+Prev ts: ([0-9.e+-]+); Cu
 #: The session fixture of tests/bundle: a bundle copy trained for one smoke epoch (shared by the session).
 trained_bundle = bundle_conftest.trained_bundle
 
-_CHECK_VENV = (
-    "import importlib.metadata as m, monailabel, monai, torch, torchvision; "
-    f"assert m.version('monailabel') == {MONAILABEL_VERSION!r}, m.version('monailabel')"
-)
-
-
-def venv_python(venv: Path) -> Path:
-    """The venv's interpreter (always call it directly: console scripts depend on ``PATH``)."""
-    return venv / "bin" / "python"
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no log at {path})"
-
-
-def _venv_ready(venv: Path) -> bool:
-    python = venv_python(venv)
-    if not python.exists():
-        return False
-    result = subprocess.run(
-        [str(python), "-c", _CHECK_VENV], env=_clean_env(), capture_output=True, text=True, timeout=300, check=False
-    )
-    return result.returncode == 0
-
-
-def _pip(venv: Path, args: list[str], log: Path, what: str) -> None:
-    """``<venv>/bin/python -m pip install ARGS``, output appended to ``log``; a clear failure if pip fails."""
-    with open(log, "a") as out:
-        out.write(f"\n$ pip install {' '.join(args)}\n")
-        out.flush()
-        try:
-            result = subprocess.run(
-                [str(venv_python(venv)), "-m", "pip", "install", "--disable-pip-version-check", *args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=PIP_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"installing {what} into {venv} took more than {PIP_TIMEOUT_S} s; log {log}:\n{_tail(log)}")
-    if result.returncode != 0:
-        pytest.fail(
-            f"could not install {what} into the MONAI Label venv {venv} (pip exited {result.returncode}; "
-            f"is a package registry reachable?). Log {log}:\n{_tail(log)}"
-        )
-
-
-def ensure_monailabel_venv(venv: Path) -> Path:
-    """A venv with torch 2.14.1 and monailabel 0.8.5, built on first use (3-4 min, 8 GB) and reused after.
-
-    The venv is reused as soon as ``monailabel`` 0.8.5, torch, torchvision and monai import in it. Otherwise a
-    folder that is a venv (or empty) is rebuilt from scratch; any other existing folder is refused rather than
-    deleted. Concurrent callers wait for each other (a lock file beside the venv).
-
-    Returns:
-        ``venv``.
-    """
-    venv = venv.expanduser().absolute()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _venv_ready(venv):
-            return venv
-        if venv.exists():
-            if not ((venv / "pyvenv.cfg").is_file() or not any(venv.iterdir())):
-                pytest.fail(f"{venv} exists and is not a venv; set L2GNET_MONAILABEL_VENV to another folder")
-            shutil.rmtree(venv)
-        log = venv.parent / f"{venv.name}.build.log"
-        log.write_text(f"building {venv} with {sys.executable} at {time.ctime()}\n")
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        _pip(venv, TORCH_REQUIREMENTS, log, "torch")
-        _pip(venv, MONAILABEL_REQUIREMENTS, log, f"monailabel {MONAILABEL_VERSION}")
-        if not _venv_ready(venv):
-            pytest.fail(f"monailabel {MONAILABEL_VERSION} does not import in {venv} after installing it; log {log}")
-        with open(log, "a") as out:
-            out.write(f"venv ready in {time.monotonic() - started:.0f} s\n")
-    return venv
-
-
-def monailabel_venv() -> Path:
-    """The cached MONAI Label venv (``L2GNET_MONAILABEL_VENV``, default ``.cache/monailabel-venv``), built if needed.
-
-    Called from the test itself (not a fixture), so that a failed build is a test failure, never a skip or a
-    setup error.
-    """
-    return ensure_monailabel_venv(Path(os.environ.get("L2GNET_MONAILABEL_VENV", str(DEFAULT_VENV))))
-
-
 # ------------------------------------------------------------------------------------------------------------
 # helpers: the package in the venv, studies, reference predictions, the server
 # ------------------------------------------------------------------------------------------------------------
 
 #: What ``pip install <repo>`` needs from the checkout (copied, so that the build leaves nothing in the repository).
 _PACKAGE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "LICENSE", "README.md", "MANIFEST.in")
-
-
-def _clean_env() -> dict[str, str]:
-    """The environment for MONAI Label processes: no ``PYTHONPATH`` (the repository must not leak in), no
-    ``MONAI_LABEL_*`` settings or zoo source of the caller, unbuffered output for the log."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "BUNDLE_DOWNLOAD_SRC", "PYTHONHOME") and not k.startswith("MONAI_LABEL_")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def install_package(venv: Path, work: Path) -> str:
@@ -183,12 +67,12 @@ def install_package(venv: Path, work: Path) -> str:
     where = [str(venv_python(venv)), "-c", "import l2gnet_monai; print(l2gnet_monai.__file__)"]
     clean_cwd = work / "clean-cwd"
     clean_cwd.mkdir(exist_ok=True)
-    located = subprocess.run(where, cwd=clean_cwd, env=_clean_env(), capture_output=True, text=True, check=False)
+    located = subprocess.run(where, cwd=clean_cwd, env=clean_env(), capture_output=True, text=True, check=False)
     if not (marker.is_file() and marker.read_text() == digest.hexdigest() and located.returncode == 0):
         log = venv.parent / f"{venv.name}.build.log"
-        _pip(venv, ["--no-deps", "--force-reinstall", str(source)], log, "l2gnet-monai (this checkout)")
+        pip_install(venv, ["--no-deps", "--force-reinstall", str(source)], log, "l2gnet-monai (this checkout)")
         marker.write_text(digest.hexdigest())
-        located = subprocess.run(where, cwd=clean_cwd, env=_clean_env(), capture_output=True, text=True, check=False)
+        located = subprocess.run(where, cwd=clean_cwd, env=clean_env(), capture_output=True, text=True, check=False)
     assert located.returncode == 0, located.stderr[-2000:]
     location = located.stdout.strip()
     assert Path(location).resolve().is_relative_to(venv.resolve()), f"l2gnet_monai imported from {location}"
@@ -260,7 +144,7 @@ class MonaiLabelServer:
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                command, cwd=self.cwd, env=_clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=self.cwd, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
@@ -334,7 +218,7 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 def _run_checked(command: list[str], cwd: Path, timeout: float = 900) -> None:
     result = subprocess.run(
-        command, cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout, check=False
+        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{(result.stdout + result.stderr)[-4000:]}"
 

@@ -210,6 +210,11 @@ class L2GNet(nn.Module):
         self.segmentation_head = SegmentationHead(spatial_dims, decoder_channels[-1], out_channels, kernel_size=3)
         self.quantization_loss: Optional[torch.Tensor] = None
         self.codebook_stats: Dict[str, torch.Tensor] = {}
+        # which forward pass recorded quantization_loss, and which was read last (for take_quantization_loss)
+        self._forward_count = 0
+        self._recorded_at = 0
+        self._read_at = 0
+        self._unread_overwritten = 0
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         pads: List[int] = []
@@ -240,20 +245,26 @@ class L2GNet(nn.Module):
         z = self.post_bottleneck(self.mapper(z_dis))
         decoded = self.decoder(features[:-1] + [z], len(features) - 1)
         logits = self.segmentation_head(decoded)
-        if self.training:
-            self._record_training_outputs(quantization_loss)
+        if not torch.jit.is_scripting():
+            self._record_outputs(quantization_loss)
         if self.spatial_dims == 2:
             return logits[:, :, : spatial[0], : spatial[1]]
         return logits[:, :, : spatial[0], : spatial[1], : spatial[2]]
 
     @torch.jit.unused
-    def _record_training_outputs(self, quantization_loss: torch.Tensor) -> None:
+    def _record_outputs(self, quantization_loss: torch.Tensor) -> None:
+        self._forward_count += 1
+        if not self.training:
+            return
+        if self.quantization_loss is not None:
+            self._unread_overwritten += 1
         self.quantization_loss = quantization_loss
+        self._recorded_at = self._forward_count
         # tensors, left on the device: reading them (a host sync) is up to the consumer
         self.codebook_stats = {
             "perplexity": self.quantizer.perplexity,
             "usage": self.quantizer.usage,
-            "restarted_codes": torch.tensor(float(self.quantizer.restarted_codes)),
+            "restarted_codes": self.quantizer.restarted_codes,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
@@ -293,9 +304,64 @@ class L2GNet(nn.Module):
         return explain_bottleneck(self, x)
 
     def pop_quantization_loss(self) -> Optional[torch.Tensor]:
-        """The quantization loss of the last training forward pass, cleared so that it is added only once."""
+        """The quantization loss of the last training forward pass, cleared so that it is added only once.
+
+        Lenient: ``None`` when there is none. :meth:`take_quantization_loss` checks that it is the right one.
+        """
         loss, self.quantization_loss = self.quantization_loss, None
+        self._read_at, self._unread_overwritten = self._forward_count, 0
         return loss
+
+    @torch.jit.unused
+    def take_quantization_loss(self) -> torch.Tensor:
+        """The quantization loss of the last forward pass, which must be a training pass not read before.
+
+        What :class:`~l2gnet_monai.losses.L2GNetLoss` calls, so that the term cannot go missing silently.
+
+        Returns:
+            The scalar loss, in the autograd graph of that forward pass; it is cleared here.
+
+        Raises:
+            RuntimeError: no training forward pass of this module recorded one (none ran, or it ran in a
+                ``nn.DataParallel`` replica), the last forward pass ran in eval mode (the recorded loss is
+                stale), the loss of the last pass was read already, or several training passes ran since the
+                last read (all but the last one's losses would be lost). A stale or overwritten record is
+                discarded before raising.
+        """
+        count = self._forward_count
+        if self.quantization_loss is None:
+            if count == 0:
+                reason = (
+                    "no forward pass of this network has run (under nn.DataParallel the replicas run it and "
+                    "their records are lost: use DistributedDataParallel)"
+                )
+            elif self._read_at == count:
+                reason = f"the quantization loss of its last forward pass (#{count}) was read already"
+            else:
+                reason = f"its last forward pass (#{count}) ran in eval mode, which records none"
+            raise RuntimeError(f"No quantization loss to take from L2GNet: {reason}. {self._TAKE_ADVICE}")
+        if self._unread_overwritten:
+            overwritten = self._unread_overwritten
+            self.pop_quantization_loss()  # discarded, so that one mistake gives one error
+            raise RuntimeError(
+                f"L2GNet ran {overwritten + 1} training forward passes since its quantization loss was "
+                f"last read; the losses of all but the last would be lost. {self._TAKE_ADVICE}"
+            )
+        if self._recorded_at != count:
+            self.pop_quantization_loss()
+            raise RuntimeError(
+                f"The quantization loss recorded by L2GNet is stale: it comes from forward pass "
+                f"#{self._recorded_at}, and {count - self._recorded_at} eval-mode pass(es) ran since. "
+                f"{self._TAKE_ADVICE}"
+            )
+        loss = self.pop_quantization_loss()
+        assert loss is not None
+        return loss
+
+    _TAKE_ADVICE = (
+        "Compute the loss once after each training forward pass, on its logits "
+        "(net.pop_quantization_loss() discards a recorded loss you do not want)."
+    )
 
 
 def describe_checkpoint(shapes: Mapping[str, Any]) -> str:

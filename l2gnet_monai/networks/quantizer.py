@@ -26,8 +26,13 @@ class CodebookQuantizer(EMAQuantizer):
     * initialises the codebook from the encoder's outputs on the first training batch;
     * restarts *dead* codes: a code whose EMA usage falls below ``dead_code_threshold`` times the usage
       of a uniformly used codebook is moved onto a random encoder output of the current batch;
-    * records, for every training batch, ``perplexity`` (``exp`` of the entropy of the code histogram)
-      and ``usage`` (fraction of codes used).
+    * records, for every training batch, ``perplexity`` (``exp`` of the entropy of the code histogram),
+      ``usage`` (fraction of codes used) and ``restarted_codes``.
+
+    The training step reads nothing back to the host: the statistics stay 0-d tensors on the device (read
+    them once per logging interval, as :class:`~l2gnet_monai.handlers.CodebookStatsHandler` does), whether
+    the codebook is initialised is mirrored in a Python bool (restored by ``load_state_dict``), and dead codes
+    are replaced with tensor masks rather than by counting them first.
 
     Under ``torch.distributed`` the EMA statistics are all-reduced (``ddp_sync``) and the vectors used
     for initialisation and restarts are broadcast from rank 0, so every rank keeps the same codebook.
@@ -68,9 +73,11 @@ class CodebookQuantizer(EMAQuantizer):
         self.dead_code_threshold = dead_code_threshold
         self.data_init = data_init
         self.register_buffer("initialized", torch.tensor(not data_init))
+        # host mirror of the buffer, so the training step need not read it from the device
+        self._initialized_host: bool = not data_init
         self.perplexity = torch.zeros(())
         self.usage = torch.zeros(())
-        self.restarted_codes = 0
+        self.restarted_codes = torch.zeros(())
 
     @torch.jit.unused
     def distributed_synchronization(self, encodings_sum: torch.Tensor, dw: torch.Tensor) -> None:
@@ -101,6 +108,7 @@ class CodebookQuantizer(EMAQuantizer):
         self.ema_cluster_size.data.fill_(uniform_count)
         self.ema_w.data.copy_(codes * uniform_count)
         self.initialized.fill_(True)
+        self._initialized_host = True
 
     @torch.jit.unused
     def _restart_dead_codes(self, flat_input: torch.Tensor) -> None:
@@ -108,26 +116,34 @@ class CodebookQuantizer(EMAQuantizer):
         dead = self.ema_cluster_size < self.dead_code_threshold * uniform_usage
         if self.ddp_sync and dist.is_available() and dist.is_initialized():
             dist.broadcast(dead, src=0)
-        num_dead = int(dead.sum())
-        self.restarted_codes = num_dead
-        if num_dead == 0:
-            return
-        codes = self._sample_rows(flat_input, num_dead)
-        self.embedding.weight.data[dead] = codes
-        self.ema_cluster_size.data[dead] = uniform_usage
-        self.ema_w.data[dead] = codes * uniform_usage
+        # a candidate for every code, used where the code is dead: no host read of how many are
+        codes = self._sample_rows(flat_input, self.num_embeddings)
+        dead_rows = dead.unsqueeze(1)
+        self.embedding.weight.data.copy_(torch.where(dead_rows, codes, self.embedding.weight.data))
+        self.ema_cluster_size.data.copy_(torch.where(dead, uniform_usage, self.ema_cluster_size.data))
+        self.ema_w.data.copy_(torch.where(dead_rows, codes * uniform_usage, self.ema_w.data))
+        self.restarted_codes = dead.sum()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors):
+        """``nn.Module``'s loading, then the host mirror of ``initialized`` from the loaded value (a resumed run)."""
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors)
+        if prefix + "initialized" in state_dict:
+            self._initialized_host = bool(state_dict[prefix + "initialized"])
 
     @torch.jit.unused
     def _training_forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             flat_input = inputs.float().permute(self.flatten_permutation).reshape(-1, self.embedding_dim)
-            if not bool(self.initialized):
+            if not self._initialized_host:
                 self._initialise_from(flat_input)
             elif self.dead_code_threshold > 0:
                 self._restart_dead_codes(flat_input)
         quantized, loss, indices = EMAQuantizer.forward(self, inputs)
         with torch.no_grad():
-            counts = torch.bincount(indices.flatten(), minlength=self.num_embeddings).float()
+            flat_indices = indices.flatten()  # a scatter, unlike bincount, needs no host read of the largest index
+            counts = torch.zeros(self.num_embeddings, device=inputs.device).scatter_add_(
+                0, flat_indices, torch.ones(flat_indices.shape, device=inputs.device)
+            )
             probs = counts / counts.sum()
             self.perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
             self.usage = (counts > 0).float().mean()

@@ -56,6 +56,39 @@ def test_dead_codes_are_restarted_on_batch_vectors() -> None:
     assert quantizer.restarted_codes == int(dead.sum())
     assert (quantizer.embedding.weight[dead].abs() < 100).all()
     assert _is_row_of(quantizer.embedding.weight[dead], _rows(y)).all()
+    # distinct batch vectors for distinct codes
+    assert len(torch.unique(quantizer.embedding.weight[dead], dim=0)) == int(dead.sum())
+
+
+def test_restarts_leave_live_codes_alone() -> None:
+    torch.manual_seed(0)
+    quantizer = CodebookQuantizer(2, num_embeddings=16, embedding_dim=4, decay=1 - 1e-7).train()
+    quantizer(torch.randn(2, 4, 4, 4))
+    dead = torch.arange(16) < 3
+    quantizer.ema_cluster_size.data[dead] = 0.0
+    quantizer.embedding.weight.data[dead] = 1e3
+    live_codes = quantizer.embedding.weight[~dead].clone()
+    live_sizes = quantizer.ema_cluster_size[~dead].clone()
+    quantizer.dead_code_threshold, quantizer.decay = 0.03, 1.0  # decay 1: no EMA update after the restart
+    quantizer(torch.randn(2, 4, 4, 4))
+    assert int(quantizer.restarted_codes) == 3
+    assert torch.equal(quantizer.ema_cluster_size[~dead], live_sizes)
+    torch.testing.assert_close(quantizer.embedding.weight[~dead], live_codes)
+
+
+def test_a_loaded_codebook_is_not_initialised_again() -> None:
+    """Whether the codebook is initialised lives on the host too; load_state_dict restores it (a resumed run)."""
+    torch.manual_seed(0)
+    trained = CodebookQuantizer(2, num_embeddings=8, embedding_dim=4).train()
+    trained(torch.randn(2, 4, 4, 4))
+    resumed = CodebookQuantizer(2, num_embeddings=8, embedding_dim=4, dead_code_threshold=0.0, decay=1.0).train()
+    resumed.load_state_dict(trained.state_dict())
+    resumed(100 + torch.randn(2, 4, 4, 4))  # far away: a data initialisation would move every code there
+    torch.testing.assert_close(resumed.embedding.weight, trained.embedding.weight)
+    # and the other way round: loading an uninitialised state makes the next batch initialise it
+    resumed.load_state_dict(CodebookQuantizer(2, num_embeddings=8, embedding_dim=4).state_dict())
+    resumed(100 + torch.randn(2, 4, 4, 4))
+    assert (resumed.embedding.weight > 90).all()
 
 
 def test_usage_statistics_match_the_code_histogram() -> None:
