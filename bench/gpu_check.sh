@@ -3,7 +3,7 @@
 # in the folder given as argument. About 5 minutes on one GPU; `--device cpu --quick` is the CI smoke run (< 1 min).
 #
 #   bash bench/gpu_check.sh OUT_DIR [--device cuda|cpu] [--quick] [--wheelhouse DIR]
-#   bash bench/gpu_check.sh --make-wheelhouse DIR [--python-version 3.12] [--platform manylinux_2_28_x86_64]
+#   bash bench/gpu_check.sh --make-wheelhouse DIR [--python-version 3.12] [--platform x86_64|aarch64]
 #
 # Air-gapped GPU servers: on a machine with internet, make the wheelhouse for the server's Python (the project's
 # wheel and every dependency except torch and its CUDA libraries):
@@ -17,7 +17,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
-out="" device="cuda" quick="" wheelhouse="" make_wheelhouse="" python_version="" platform="manylinux_2_28_x86_64"
+out="" device="cuda" quick="" wheelhouse="" make_wheelhouse="" python_version="" platform="x86_64"
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
@@ -36,7 +36,11 @@ if [ -n "$make_wheelhouse" ]; then
     mkdir -p "$make_wheelhouse"
     target=()
     if [ -n "$python_version" ]; then
-        target=(--python-version "$python_version" --platform "$platform" --only-binary=:all:)
+        # pip does not expand manylinux tags: name the common ones for the architecture
+        target=(--python-version "$python_version" --only-binary=:all:)
+        for tag in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1; do
+            target+=(--platform "${tag}_$platform")
+        done
     fi
     report="$(mktemp)"
     # resolve the project + pytest for the target Python without installing anything, then download every
