@@ -101,12 +101,15 @@ def measure_batch_size(
     max_batch_size: int,
     min_gain: float = 1.1,
     repeats: int = 2,
+    patience: int = 1,
 ) -> Tuple[int, Dict[int, float]]:
     """The batch size with the highest measured throughput of ``network`` on copies of ``example``.
 
     Tries 1, 2, 4, ... up to ``max_batch_size`` (each once to warm up, then ``repeats`` timed calls, best
-    kept) and stops when doubling the batch no longer gains a factor ``min_gain`` in throughput, or when
-    the device runs out of memory. Run it under the autocast and ``no_grad`` context of the inference.
+    kept). A size becomes the choice when it beats the current choice's throughput by a factor ``min_gain``;
+    the search stops after ``patience + 1`` doublings in a row without such a gain (one slow measurement on a
+    busy machine does not end it), or when the device runs out of memory. Run it under the autocast and
+    ``no_grad`` context of the inference.
 
     Args:
         network: callable on a batch ``(B, *example.shape[1:])``.
@@ -114,13 +117,14 @@ def measure_batch_size(
         max_batch_size: the largest batch to try (e.g. the number of slices of the volume).
         min_gain: throughput ratio that doubling must reach to go on.
         repeats: timed calls per batch size.
+        patience: doublings without gain tolerated before stopping.
 
     Returns:
         The chosen batch size and the measured throughput (inputs per second) of every size tried.
     """
     device = example.device
     throughput: Dict[int, float] = {}
-    best, batch = 1, 1
+    best, batch, misses = 1, 1, 0
     while batch <= max(1, max_batch_size):
         inputs = example.repeat(batch, *([1] * (example.ndim - 1)))
         try:
@@ -136,11 +140,12 @@ def measure_batch_size(
             torch.cuda.empty_cache()
             break
         throughput[batch] = batch / min(seconds)
-        if batch > 1 and throughput[batch] < min_gain * throughput[best]:
-            if throughput[batch] > throughput[best]:
-                best = batch
-            break
-        best = batch
+        if batch == 1 or throughput[batch] >= min_gain * throughput[best]:
+            best, misses = batch, 0
+        else:
+            misses += 1
+            if misses > patience:
+                break
         batch *= 2
     return best, throughput
 
