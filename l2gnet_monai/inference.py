@@ -166,7 +166,8 @@ class TunedSliceInferer(SliceInferer):
     The first call with a network converts it **in place** to ``channels_last`` (its 4-D weights; values
     and parameter objects are unchanged, so a model being trained keeps training) and, with
     ``sw_batch_size="auto"``, measures the batch size on that volume's slices (a few seconds on a CPU);
-    later calls with the same network and slice size reuse both.
+    later calls with the same network and slice size reuse both. A ``DistributedDataParallel`` network is
+    run through its ``module`` (no collective calls at inference) and left in its memory format.
 
     Args:
         roi_size: the 2-D slice size, e.g. ``(224, 224)``.
@@ -214,11 +215,12 @@ class TunedSliceInferer(SliceInferer):
         """The autocast dtype used on ``device`` (``None``: float32)."""
         return resolve_precision(self.precision, device)
 
-    def prepare(self, network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``network`` in ``channels_last`` (in place) and, if asked, compiled; done once per network."""
+    def prepare(self, network: nn.Module, channels_last: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``network`` in ``channels_last`` (in place, if asked here and in the constructor) and, if asked,
+        compiled; done once per network."""
         prepared = self._prepared.get(network)
         if prepared is None:
-            if self.channels_last:
+            if self.channels_last and channels_last:
                 with torch.inference_mode(False):  # normal tensors: the model may be trained afterwards
                     network.to(memory_format=torch.channels_last)
             prepared = torch.compile(network) if self.compile else network
@@ -235,12 +237,17 @@ class TunedSliceInferer(SliceInferer):
         Returns:
             The network's output for the whole volume, ``(B, out_channels, *spatial)``, in float32.
         """
+        channels_last = self.channels_last
+        if isinstance(network, nn.parallel.DistributedDataParallel):
+            # inference needs no gradient or buffer synchronisation (ranks may run different numbers of
+            # forward passes); and DDP's gradient buckets keep the layout the parameters had when it wrapped them
+            network, channels_last = network.module, False
         device = _device_of(network, inputs)
         if device.type == "cuda" and not torch.backends.cudnn.deterministic:
             torch.backends.cudnn.benchmark = True
         dtype = self.autocast_dtype(device)
-        model = self.prepare(network) if isinstance(network, nn.Module) else network
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        model = self.prepare(network, channels_last) if isinstance(network, nn.Module) else network
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         def run_slices(x: torch.Tensor, *a: Any, **k: Any) -> Any:
             out = model(x.to(device).contiguous(memory_format=memory_format), *a, **k)
