@@ -12,7 +12,16 @@ command-line interface starts without loading torch.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
+
+# OpenMP threads that wait for work spin by default; on a machine shared with other jobs that made a training
+# step several times slower (docs/benchmarks.md). The runtime reads the policy once, when torch loads it, so
+# this default only applies where l2gnet_monai is imported before torch (the l2gnet-monai command line); set
+# OMP_WAIT_POLICY yourself for `python -m monai.bundle` (README, quick start). An explicit value is kept.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -101,12 +101,15 @@ def measure_batch_size(
     max_batch_size: int,
     min_gain: float = 1.1,
     repeats: int = 2,
+    patience: int = 1,
 ) -> Tuple[int, Dict[int, float]]:
     """The batch size with the highest measured throughput of ``network`` on copies of ``example``.
 
     Tries 1, 2, 4, ... up to ``max_batch_size`` (each once to warm up, then ``repeats`` timed calls, best
-    kept) and stops when doubling the batch no longer gains a factor ``min_gain`` in throughput, or when
-    the device runs out of memory. Run it under the autocast and ``no_grad`` context of the inference.
+    kept). A size becomes the choice when it beats the current choice's throughput by a factor ``min_gain``;
+    the search stops after ``patience + 1`` doublings in a row without such a gain (one slow measurement on a
+    busy machine does not end it), or when the device runs out of memory. Run it under the autocast and
+    ``no_grad`` context of the inference.
 
     Args:
         network: callable on a batch ``(B, *example.shape[1:])``.
@@ -114,13 +117,14 @@ def measure_batch_size(
         max_batch_size: the largest batch to try (e.g. the number of slices of the volume).
         min_gain: throughput ratio that doubling must reach to go on.
         repeats: timed calls per batch size.
+        patience: doublings without gain tolerated before stopping.
 
     Returns:
         The chosen batch size and the measured throughput (inputs per second) of every size tried.
     """
     device = example.device
     throughput: Dict[int, float] = {}
-    best, batch = 1, 1
+    best, batch, misses = 1, 1, 0
     while batch <= max(1, max_batch_size):
         inputs = example.repeat(batch, *([1] * (example.ndim - 1)))
         try:
@@ -136,11 +140,12 @@ def measure_batch_size(
             torch.cuda.empty_cache()
             break
         throughput[batch] = batch / min(seconds)
-        if batch > 1 and throughput[batch] < min_gain * throughput[best]:
-            if throughput[batch] > throughput[best]:
-                best = batch
-            break
-        best = batch
+        if batch == 1 or throughput[batch] >= min_gain * throughput[best]:
+            best, misses = batch, 0
+        else:
+            misses += 1
+            if misses > patience:
+                break
         batch *= 2
     return best, throughput
 
@@ -161,7 +166,8 @@ class TunedSliceInferer(SliceInferer):
     The first call with a network converts it **in place** to ``channels_last`` (its 4-D weights; values
     and parameter objects are unchanged, so a model being trained keeps training) and, with
     ``sw_batch_size="auto"``, measures the batch size on that volume's slices (a few seconds on a CPU);
-    later calls with the same network and slice size reuse both.
+    later calls with the same network and slice size reuse both. A ``DistributedDataParallel`` network is
+    run through its ``module`` (no collective calls at inference) and left in its memory format.
 
     Args:
         roi_size: the 2-D slice size, e.g. ``(224, 224)``.
@@ -209,11 +215,12 @@ class TunedSliceInferer(SliceInferer):
         """The autocast dtype used on ``device`` (``None``: float32)."""
         return resolve_precision(self.precision, device)
 
-    def prepare(self, network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``network`` in ``channels_last`` (in place) and, if asked, compiled; done once per network."""
+    def prepare(self, network: nn.Module, channels_last: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``network`` in ``channels_last`` (in place, if asked here and in the constructor) and, if asked,
+        compiled; done once per network."""
         prepared = self._prepared.get(network)
         if prepared is None:
-            if self.channels_last:
+            if self.channels_last and channels_last:
                 with torch.inference_mode(False):  # normal tensors: the model may be trained afterwards
                     network.to(memory_format=torch.channels_last)
             prepared = torch.compile(network) if self.compile else network
@@ -230,12 +237,17 @@ class TunedSliceInferer(SliceInferer):
         Returns:
             The network's output for the whole volume, ``(B, out_channels, *spatial)``, in float32.
         """
+        channels_last = self.channels_last
+        if isinstance(network, nn.parallel.DistributedDataParallel):
+            # inference needs no gradient or buffer synchronisation (ranks may run different numbers of
+            # forward passes); and DDP's gradient buckets keep the layout the parameters had when it wrapped them
+            network, channels_last = network.module, False
         device = _device_of(network, inputs)
         if device.type == "cuda" and not torch.backends.cudnn.deterministic:
             torch.backends.cudnn.benchmark = True
         dtype = self.autocast_dtype(device)
-        model = self.prepare(network) if isinstance(network, nn.Module) else network
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        model = self.prepare(network, channels_last) if isinstance(network, nn.Module) else network
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         def run_slices(x: torch.Tensor, *a: Any, **k: Any) -> Any:
             out = model(x.to(device).contiguous(memory_format=memory_format), *a, **k)

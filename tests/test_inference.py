@@ -90,6 +90,26 @@ def test_measured_batch_size_stops_where_throughput_saturates() -> None:
 
     best, throughput = measure_batch_size(saturating, torch.zeros(1, 1, 4, 4), max_batch_size=64)
     assert best == 4
-    assert sorted(throughput) == [1, 2, 4, 8]  # stopped after the first doubling without gain
+    assert sorted(throughput) == [1, 2, 4, 8, 16]  # stopped after two doublings without gain
     assert throughput[4] > 1.8 * throughput[1]
     assert measure_batch_size(saturating, torch.zeros(1, 1, 4, 4), max_batch_size=2)[0] == 2
+
+
+def test_a_ddp_wrapped_network_runs_through_its_module_without_layout_change(tmp_path) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        network = small_net()
+        network.train()
+        network(torch.randn(4, 1, 64, 64))
+        wrapped = torch.nn.parallel.DistributedDataParallel(network.eval())
+        volume = torch.randn(1, 1, 64, 64, 5)
+        with torch.no_grad():
+            out = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")(volume, wrapped)
+            expected = SliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=2)(volume, network)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+        assert network.encoder.conv1.weight.is_contiguous()
+    finally:
+        dist.destroy_process_group()
