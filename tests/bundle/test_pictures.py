@@ -1,0 +1,64 @@
+"""Pictures of the bundle's workflows: the evaluation report, inference previews, the explain command."""
+
+from __future__ import annotations
+
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tests.bundle.conftest import config_files, run_workflow
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class _References(HTMLParser):
+    """Every URL a page refers to (img/src, link/href, script/src, a/href, ...), and its tag names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.urls += [value for key, value in attrs if key in ("src", "href", "data") and value]
+
+
+def check_self_contained_page(page: Path) -> list[Path]:
+    """Parse ``page``; assert it refers only to existing files inside its folder; return the images."""
+    parser = _References()
+    parser.feed(page.read_text(encoding="utf-8"))
+    parser.close()
+    assert "html" in parser.tags and "table" in parser.tags
+    assert "script" not in parser.tags
+    folder = page.parent.resolve()
+    images = []
+    for url in parser.urls:
+        parsed = urlparse(url)
+        assert not parsed.scheme and not parsed.netloc, f"{page} refers to {url} outside its folder"
+        target = (folder / parsed.path).resolve()
+        assert target.is_relative_to(folder), f"{page} refers to {url} outside its folder"
+        assert target.is_file(), f"{page} refers to {url}, which does not exist"
+        images.append(target)
+    return images
+
+
+def test_evaluation_writes_a_self_contained_report(trained_bundle: Path) -> None:
+    run_workflow(config_files(trained_bundle, "train", "evaluate"), "train")
+    page = trained_bundle / "eval" / "report.html"
+    images = check_self_contained_page(page)
+    names = sorted(p.name for p in images)
+    assert names == ["boxplots.png", "case_0000.png", "case_0001.png", "codes_per_class.png"]
+    for image in images:
+        assert image.read_bytes()[:8] == PNG
+    text = page.read_text(encoding="utf-8")
+    assert "Table 1 (Synapse)" in text and "82.23" in text  # the phantom has the paper's Synapse classes
+    assert not [p for p in os.listdir(page.parent) if p.startswith(".report")]  # no staging folder left
+
+
+def test_evaluation_report_can_be_switched_off(trained_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    handler = "validate#handlers#3#report"
+    run_workflow(config_files(trained_bundle, "train", "evaluate"), "train", output_dir=str(out), **{handler: False})
+    assert (out / "summary.json").is_file() and not (out / "report.html").exists()
