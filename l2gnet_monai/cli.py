@@ -63,6 +63,15 @@ def _class_names(dataset: str) -> dict[int, str]:
     return dict(SYNAPSE_CLASSES if dataset == "synapse" else ACDC_CLASSES)
 
 
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file's object (an empty dict for a JSON list, e.g. a plain datalist); one line on bad JSON."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(f"cannot read {path} as JSON: {one_line(err)}") from err
+    return content if isinstance(content, dict) else {}
+
+
 def _parse_classes(classes: Any) -> dict[int, str]:
     """``--classes``: ``{index: name}``, names for 1, 2, ... (a list or a comma-separated string), or a dataset.json."""
     if isinstance(classes, str) and classes.strip().endswith(".json"):
@@ -235,8 +244,8 @@ class L2GNetCLI:
 
         Classes, in order of precedence: --classes; --dataset synapse (1 spleen, 2 right kidney, 3 left kidney,
         4 gallbladder, 5 liver, 6 stomach, 7 aorta, 8 pancreas) or acdc (1 RV, 2 Myo, 3 LV); the "labels" of
-        LABELS' dataset.json (any Medical Segmentation Decathlon dataset); otherwise classes 1..K named
-        "class k", K the largest value in the ground truth.
+        LABELS' dataset.json (any Medical Segmentation Decathlon dataset); otherwise (a folder of labels, a JSON
+        datalist without "labels") classes 1..K named "class k", K the largest value in the ground truth.
 
         Examples:
             l2gnet-monai evaluate bundle/eval/inference ~/data/synapse_msd
@@ -276,7 +285,7 @@ class L2GNetCLI:
             class_names = _class_names(key)
         elif classes is not None:
             class_names = _parse_classes(classes)
-        elif labels_path.is_file():
+        elif labels_path.is_file() and "labels" in _read_json_object(labels_path):
             from l2gnet_monai.data.datalist import dataset_labels
 
             class_names = dataset_labels(labels_path)

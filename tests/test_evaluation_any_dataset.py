@@ -222,6 +222,11 @@ def test_cli_evaluates_a_folder_of_labels_with_given_or_inferred_classes(tmp_pat
         == 0
     )
     assert list(json.loads((tmp_path / "d" / "summary.json").read_text())["per_class"]) == ["kidney", "cyst"]
+    # a JSON datalist without "labels": classes inferred as for a folder
+    plain = tmp_path / "list.json"
+    plain.write_text(json.dumps({"test": [{"label": str(p)} for p in sorted(labels.iterdir())]}))
+    assert main(["evaluate", str(preds), str(plain), "--output_dir", str(tmp_path / "j")]) == 0
+    assert list(json.loads((tmp_path / "j" / "summary.json").read_text())["per_class"]) == ["class 1", "class 2"]
     capsys.readouterr()
     # too few classes for the labels: one line naming the file, nothing written
     assert main(["evaluate", str(preds), str(labels), "--classes", "kidney", "--output_dir", str(tmp_path / "e")]) == 1

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -20,6 +19,14 @@ from monai.data import load_decathlon_datalist
 
 from l2gnet_monai.data.msd import DatasetError
 from l2gnet_monai.data.phantom import ensure_phantom_dataset
+from l2gnet_monai.data.volume_checks import (
+    ClassNames,
+    check_image_label_grid,
+    check_image_voxels,
+    check_label_voxels,
+    declared_classes,
+    read_voxels,
+)
 
 __all__ = [
     "DatalistError",
@@ -232,68 +239,75 @@ def _load_header(path: str, key: str) -> tuple[tuple[int, ...], Any]:
     return shape, image
 
 
-def _check_complete(path: str, image: Any, key: str) -> None:
-    """Read the whole file once: a truncated or corrupt gzip stream, or too few bytes, is named here."""
-    header = image.header
-    offset = getattr(image.dataobj, "offset", None)
-    offset = int(header.get_data_offset() if offset is None else offset)
-    expected = offset + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
-    try:
-        opener = gzip.open if path.endswith(".gz") else open
-        total = 0
-        with opener(path, "rb") as f:
-            while chunk := f.read(1 << 24):
-                total += len(chunk)
-    except (OSError, EOFError) as e:
-        raise DatalistError(f"{key}: {path!r} is truncated or corrupt ({e}).") from e
-    if total < expected:
-        raise DatalistError(f"{key}: {path!r} is truncated: {total} bytes where the header needs {expected}.")
-
-
 def check_datalist(
     items: Sequence[dict[str, Any]],
     name: str = "datalist",
     keys: Sequence[str] = ("image", "label"),
     spatial_dims: int = 3,
     check_integrity: bool = True,
+    class_names: ClassNames | None = None,
+    warn_empty_labels: bool = False,
 ) -> list[dict[str, Any]]:
     """Check every file of a datalist before any work starts, so bad input stops with a clear message.
 
     Checks that the list is not empty, that every file exists and is a readable NIfTI volume with
-    ``spatial_dims`` dimensions (a 2-D image where a volume is expected is refused), that image and label
-    of a case have the same shape, and (``check_integrity``) that every file is complete.
+    ``spatial_dims`` dimensions (a 2-D image where a volume is expected is refused), and that image and label
+    of a case have the same shape and the same affine (spacing, origin and direction, within
+    :data:`~l2gnet_monai.data.msd.AFFINE_ATOL` mm). With ``check_integrity`` every file is decoded once, which
+    finds truncated or corrupt files, and its voxels are checked (:mod:`~l2gnet_monai.data.volume_checks`):
+    images must hold no NaN or infinite values; labels (when ``class_names`` is given) only the declared class
+    indices ``0..N-1``; with ``warn_empty_labels`` a label without foreground gives a warning.
 
     Args:
         items: ``[{"image": path, "label": path}, ...]``.
         name: what the list is, for messages (e.g. the config key ``"train#dataset#data"``).
-        keys: keys holding file paths; those absent from an item are skipped (``label`` for inference).
+        keys: keys holding file paths; those absent from an item are skipped (``label`` for inference). The
+            ``"label"`` key holds label maps, every other key images.
         spatial_dims: required number of spatial dimensions.
-        check_integrity: decompress every file once to detect truncation.
+        check_integrity: decode every file once and check its voxels (without it only headers are read).
+        class_names: the declared classes, ``{index: name}`` with the background (the bundle's
+            ``class_names``) or their number; ``None`` skips the label-value check.
+        warn_empty_labels: warn about label volumes without foreground (for the training split).
 
     Returns:
         ``items``, unchanged.
 
     Raises:
-        DatalistError: with the key and the file concerned.
+        DatalistError: with the key and the file concerned, what is wrong and what to do.
     """
     if not items:
         raise DatalistError(f"{name}: the datalist is empty; there is nothing to process.")
+    classes = None if class_names is None else declared_classes(class_names)
     for index, item in enumerate(items):
         shapes: dict[str, tuple[int, ...]] = {}
+        affines: dict[str, np.ndarray] = {}
         for key in keys:
             if key not in item or item[key] is None:
                 continue
             path = os.fspath(item[key])
-            shape, image = _load_header(path, f"{name}[{index}]['{key}']")
+            where = f"{name}[{index}]['{key}']"
+            shape, image = _load_header(path, where)
             if len(shape) != spatial_dims:
-                raise DatalistError(
-                    f"{name}[{index}]['{key}']: {path!r} has shape {shape}; expected a {spatial_dims}-D volume."
-                )
+                raise DatalistError(f"{where}: {path!r} has shape {shape}; expected a {spatial_dims}-D volume.")
             if check_integrity:
-                _check_complete(path, image, f"{name}[{index}]['{key}']")
-            shapes[key] = shape
+                voxels = read_voxels(path, image, where)
+                if key != "label":
+                    check_image_voxels(voxels, path, where)
+                elif classes is not None:
+                    check_label_voxels(voxels, path, where, classes, warn_if_empty=warn_empty_labels)
+                del voxels
+            shapes[key], affines[key] = shape, image.affine
         if len(set(shapes.values())) > 1:
             described = ", ".join(f"{k} {os.fspath(item[k])!r} {s}" for k, s in shapes.items())
             raise DatalistError(f"{name}[{index}]: image and label shapes differ: {described}.")
+        if "image" in affines and "label" in affines:
+            check_image_label_grid(
+                os.fspath(item["image"]),
+                affines["image"],
+                os.fspath(item["label"]),
+                affines["label"],
+                shapes["image"],
+                f"{name}[{index}]",
+            )
     logger.info("%s: %d cases checked.", name, len(items))
     return list(items)
