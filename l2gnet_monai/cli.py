@@ -230,6 +230,7 @@ class L2GNetCLI:
         hd95_method: str = "medpy",
         classes: Any = None,
         name: Optional[str] = None,
+        report: bool = True,
     ) -> None:
         """Score predicted label maps against the ground truth, per case and class, on whole volumes; print the table.
 
@@ -269,6 +270,10 @@ class L2GNetCLI:
             classes: the classes to score: "{1: liver, 2: tumour}" (index: name), "liver,tumour" (1, 2, ...), or a
                 dataset.json whose "labels" to use.
             name: the row label: what was scored (default "ours"); recorded in summary.json as "method".
+            report: also write report.html (and its pictures in report_files/) to OUTPUT_DIR: the tables, box plots
+                of Dice and HD95 per class, and per case the slices with most foreground and with the worst class,
+                as image, ground truth, prediction and error map (the image read from the dataset.json's "image"
+                entries; without one the overlays are drawn on black). --noreport skips it.
         """
         from l2gnet_monai.evaluation import evaluate_folders, format_report
 
@@ -292,6 +297,17 @@ class L2GNetCLI:
         else:
             class_names = None  # inferred from the ground truth
         out_dir = pred_path if output_dir is None else Path(str(output_dir)).expanduser()
+        builder = on_case = None
+        if report:
+            from l2gnet_monai.data.datalist import dataset_modality
+            from l2gnet_monai.report import ReportBuilder
+            from l2gnet_monai.visualize import require_matplotlib
+
+            require_matplotlib()  # before any work: a missing dependency is a one-line error
+            modality = dataset_modality(labels_path) if labels_path.is_file() else ("MRI" if key == "acdc" else "CT")
+            builder = ReportBuilder(class_names, modality=modality, window=(-125.0, 275.0))
+            datalist = str(labels_path) if labels_path.is_file() else None
+            on_case = builder.folder_collector(datalist, datalist_key=str(split))
         try:
             results = evaluate_folders(
                 str(pred_path),
@@ -302,11 +318,14 @@ class L2GNetCLI:
                 hd95_method=str(hd95_method),
                 datalist_key=str(split),
                 method=None if name is None else str(name),
+                on_case=on_case,
             )
         except ValueError as err:  # shape mismatch, label values out of range, bad datalist: the user's input
             raise DatasetError(one_line(err)) from err
         print(format_report(results.summary(), key or "auto"))
         print(f"wrote {out_dir / 'metrics_per_case.csv'} and {out_dir / 'summary.json'}")
+        if builder is not None:
+            print(f"wrote {builder.write(results, str(out_dir), key or 'auto')} (open it in a browser)")
 
     def compare(self, summary_json: str, dataset: str, name: Optional[str] = None) -> None:
         """Print our scores from a summary.json beside the paper's published rows (Table 1 or Table 2).

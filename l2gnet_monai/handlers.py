@@ -30,7 +30,7 @@ from l2gnet_monai.evaluation import (
 from l2gnet_monai.losses import unwrap_network
 from l2gnet_monai.networks.explain import CodeUsageRecorder
 from l2gnet_monai.report import ReportBuilder
-from l2gnet_monai.visualize import axcodes_of
+from l2gnet_monai.visualize import axcodes_of, require_matplotlib
 
 __all__ = ["AtomicCheckpointSaver", "CodebookStatsHandler", "ProgressBar", "PaperMetricsHandler", "image_in_label_grid"]
 
@@ -199,6 +199,8 @@ class PaperMetricsHandler:
         self.hd95_method = hd95_method
         self.name = name
         self.results = self._new_results()
+        if report:
+            require_matplotlib()  # at configuration time rather than after the whole evaluation
         self.report = ReportBuilder(self.class_names, modality, display_window) if report else None
         self.image_transform = image_transform
         self._codes: CodeUsageRecorder | None = None

@@ -21,10 +21,12 @@ The page is self-contained: plain HTML with inline CSS and no scripts; its pictu
 from __future__ import annotations
 
 import html
+import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ from l2gnet_monai.evaluation import (
     resolve_paper_table,
 )
 from l2gnet_monai.visualize import (
+    axcodes_of,
     class_palette,
     display_image,
     require_matplotlib,
@@ -47,6 +50,8 @@ from l2gnet_monai.visualize import (
 )
 
 __all__ = ["ReportBuilder", "REPORT_NAME", "REPORT_FILES"]
+
+logger = logging.getLogger(__name__)
 
 #: File name of the report and of the folder of its pictures.
 REPORT_NAME = "report.html"
@@ -77,18 +82,25 @@ class ReportBuilder:
 
     def __init__(
         self,
-        class_names: Mapping[int | str, str],
+        class_names: Mapping[int | str, str] | None = None,
         modality: str = "CT",
         window: Sequence[float] | None = (0.0, 1.0),
         slice_axis: int = -1,
     ) -> None:
-        self.class_names = {int(k): str(v) for k, v in class_names.items() if int(k) != 0}
-        self.palette = class_palette(self.class_names)
+        self.class_names: dict[int, str] = {}
+        self.palette: dict[int, tuple[float, float, float]] = {}
+        if class_names is not None:
+            self.set_class_names(class_names)
         self.modality = modality
         self.window = None if window is None else tuple(float(w) for w in window)
         self.slice_axis = slice_axis
         self.cases: dict[str, list[dict[str, Any]]] = {}
         self.class_code_counts: np.ndarray | None = None
+
+    def set_class_names(self, class_names: Mapping[int | str, str]) -> None:
+        """Set the classes (and so their colours); until then the classes are the values found in the volumes."""
+        self.class_names = {int(k): str(v) for k, v in class_names.items() if int(k) != 0}
+        self.palette = class_palette(self.class_names)
 
     def reset(self) -> None:
         """Forget the collected cases and code counts."""
@@ -116,7 +128,8 @@ class ReportBuilder:
         pred, label = np.asarray(pred), np.asarray(label)
         if image is not None and np.shape(image) != label.shape:
             raise ValueError(f"case {case!r}: image shape {np.shape(image)} differs from the label's {label.shape}.")
-        chosen = select_slices(pred, label, list(self.class_names), axis=self.slice_axis)
+        classes = list(self.class_names) or [int(k) for k in np.union1d(np.unique(pred), np.unique(label)) if k != 0]
+        chosen = select_slices(pred, label, classes, axis=self.slice_axis)
         rows: list[dict[str, Any]] = []
         for reason, z in chosen.items():
             if any(row["index"] == z for row in rows):
@@ -130,14 +143,67 @@ class ReportBuilder:
                 grey = display_image(np.take(image, z, axis=self.slice_axis), self.modality, self.window)
             title = f"slice {z}: {reason}"
             if reason == "worst class":
-                title += self._worst_class_note(prd, lab)
+                title += self._worst_class_note(prd, lab, classes)
             grey, lab, prd = (screen_slice(a, axcodes) for a in (grey, lab, prd))
             rows.append({"index": z, "grey": grey, "label": lab, "pred": prd, "title": title})
         self.cases[str(case)] = rows
 
-    def _worst_class_note(self, pred: np.ndarray, label: np.ndarray) -> str:
+    def folder_collector(
+        self,
+        datalist: str | None = None,
+        datalist_key: str = "test",
+        label_key: str = "label",
+        image_key: str = "image",
+    ) -> Callable[[str, np.ndarray, np.ndarray, np.ndarray, str], None]:
+        """An ``on_case`` callback for :func:`~l2gnet_monai.evaluation.evaluate_folders` that feeds :meth:`add_case`.
+
+        Args:
+            datalist: a JSON datalist (e.g. a ``dataset.json``) whose entries pair ``label_key`` with
+                ``image_key``: the image of each scored label is read from there (one volume at a time). Without
+                it, or for a label with no image, the overlays are drawn on black.
+            datalist_key: the list of a ``dataset.json`` to read.
+            label_key: key of the label path in the entries.
+            image_key: key of the image path in the entries.
+
+        Returns:
+            ``collect(case, prediction, ground truth, affine, label path)``.
+        """
+        images: dict[str, str] = {}
+        if datalist is not None and os.path.isfile(datalist):
+            with open(datalist, encoding="utf-8") as f:
+                content = json.load(f)
+            entries = content.get(datalist_key, []) if isinstance(content, dict) else content
+            base = os.path.dirname(os.path.abspath(datalist))
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, Mapping) and isinstance(entry.get(label_key), str):
+                    image = entry.get(image_key)
+                    if isinstance(image, str):
+                        label = os.path.normpath(os.path.join(base, entry[label_key]))
+                        images[label] = os.path.normpath(os.path.join(base, image))
+
+        def collect(case: str, pred: np.ndarray, label: np.ndarray, affine: np.ndarray, label_path: str) -> None:
+            image_path = images.get(os.path.normpath(os.path.abspath(label_path)))
+            image = None
+            if image_path is not None and os.path.isfile(image_path):
+                import nibabel as nib
+
+                data = np.asanyarray(nib.load(image_path).dataobj).astype(np.float32)
+                while data.ndim > label.ndim and data.shape[-1] == 1:
+                    data = data[..., 0]
+                image = data[..., 0] if data.ndim == label.ndim + 1 else data  # first channel of a 4-D image
+                if image.shape != label.shape:
+                    logger.warning(
+                        "report: image %s does not match label %s; drawn without it.", image_path, label_path
+                    )
+                    image = None
+            self.add_case(case, pred, label, image, axcodes_of(affine))
+
+        return collect
+
+    def _worst_class_note(self, pred: np.ndarray, label: np.ndarray, classes: Sequence[int]) -> str:
         worst: tuple[float, str] | None = None
-        for k, name in self.class_names.items():
+        for k in classes:
+            name = self.class_names.get(k, f"class {k}")
             size = int((pred == k).sum() + (label == k).sum())
             if size:
                 dice = 2.0 * float(((pred == k) & (label == k)).sum()) / size
@@ -165,6 +231,8 @@ class ReportBuilder:
         """
         require_matplotlib()
         summary = results.summary()
+        if not self.class_names:
+            self.set_class_names(results.class_names)
         os.makedirs(output_dir, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".report.", dir=output_dir)
         try:

@@ -40,3 +40,37 @@ def test_report_is_self_contained_and_replaces_the_previous_one(tmp_path) -> Non
     text = page and (tmp_path / "report.html").read_text()
     assert "Scores per class" in text and "tumour" in text and "Table 1" not in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", REPORT_FILES]
+
+
+def test_cli_evaluate_writes_the_report_with_the_datasets_images(tmp_path, capsys) -> None:
+    from l2gnet_monai.cli import main
+    from tests.test_evaluation_any_dataset import _msd_with_predictions
+
+    dataset, preds = _msd_with_predictions(tmp_path / "Task09_Toy", {"0": "background", "1": "atrium", "2": "scar"})
+    out = tmp_path / "scores"
+    assert main(["evaluate", str(preds), str(dataset), "--output_dir", str(out)]) == 0
+    assert f"wrote {out / 'report.html'}" in capsys.readouterr().out
+    images = check_self_contained_page(out / "report.html")
+    assert sorted(p.name for p in images) == ["boxplots.png", "case_0000.png", "case_0001.png"]
+    text = (out / "report.html").read_text()
+    assert "la_003" in text and "scar" in text
+    assert main(["evaluate", str(preds), str(dataset), "--output_dir", str(tmp_path / "plain"), "--noreport"]) == 0
+    assert not (tmp_path / "plain" / "report.html").exists()
+
+
+def test_folder_collector_reads_each_cases_image_from_the_datalist(tmp_path) -> None:
+    from tests.test_evaluation_any_dataset import _msd_with_predictions
+
+    dataset, _ = _msd_with_predictions(tmp_path / "Task09_Toy", {"0": "background", "1": "atrium", "2": "scar"})
+    builder = ReportBuilder(modality="MRI")
+    collect = builder.folder_collector(str(dataset / "dataset.json"), "test")
+    import nibabel as nib
+
+    label_path = dataset / "labelsTs" / "la_003.nii.gz"
+    label = np.asarray(nib.load(str(label_path)).dataobj)
+    collect("la_003", label, label, np.diag([1.0, 1.0, 2.0, 1.0]), str(label_path))
+    rows = builder.cases["la_003"]
+    # the image of this toy dataset is its label: the displayed grey values follow the label's layout
+    shown = rows[0]["grey"]
+    assert shown.max() == 1.0 and shown.min() == 0.0
+    np.testing.assert_array_equal(shown > 0, rows[0]["label"] > 0)
