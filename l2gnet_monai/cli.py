@@ -132,8 +132,9 @@ class L2GNetCLI:
         l2gnet-monai compare bundle/eval/summary.json --dataset synapse
 
     Commands: prepare and detect (datasets), evaluate (score a folder of predicted label maps), compare (our
-    summary.json beside the paper's rows) and table (the paper's rows), see docs/datasets.md; package-bundle
-    (a versioned zip of bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md.
+    summary.json beside the paper's rows) and table (the paper's rows), see docs/datasets.md; explain (pictures of
+    the bottleneck's codes and transport plans), see docs/interpretability.md; package-bundle (a versioned zip of
+    bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md.
 
     Source layouts recognised by `prepare` and `detect`:
       synapse-raw        BTCV "RawData" release: RawData/Training/img/img0001.nii.gz, RawData/Training/label/...
@@ -326,6 +327,57 @@ class L2GNetCLI:
         print(f"wrote {out_dir / 'metrics_per_case.csv'} and {out_dir / 'summary.json'}")
         if builder is not None:
             print(f"wrote {builder.write(results, str(out_dir), key or 'auto')} (open it in a browser)")
+
+    def explain(
+        self,
+        bundle_dir: str,
+        image: str,
+        output_dir: str = "explain",
+        slice: Optional[int] = None,
+        overrides: Any = None,
+        bins: int = 4,
+    ) -> None:
+        """Draw what a trained bundle's L2GNet bottleneck does with one axial slice of a volume: four PNGs.
+
+        The volume goes through the bundle's preprocessing (configs/inference.json, e.g. RAS orientation, intensity
+        normalisation, resizing); the slice is the one with most predicted foreground unless --slice is given.
+        Written to OUTPUT_DIR:
+          code_map.png    image, prediction, and the code of each bottleneck position over the image
+          bins.png        per reference, the image partitioned by the bin each position sends most mass to
+          sources.png     per reference, the largest bins and where they draw their mass from (plan column)
+          code_usage.png  how many positions use each code, with the perplexity
+        docs/interpretability.md explains how to read them.
+
+        Examples:
+            l2gnet-monai explain bundle bundle/data/phantom/imagesTr/phantom_0020.nii.gz --overrides configs/cpu.json
+            l2gnet-monai explain my_bundle ct.nii.gz --slice 40 --output_dir pictures/
+
+        Args:
+            bundle_dir: the trained bundle (configs/inference.json, models/model.pt).
+            image: the volume to explain.
+            output_dir: where to write the PNGs (created if needed).
+            slice: the axial slice of the preprocessed volume (default: most predicted foreground).
+            overrides: config override files the bundle was trained with, comma-separated (e.g. configs/cpu.json).
+            bins: bins per reference in sources.png.
+        """
+        from l2gnet_monai.interpret import explain_volume
+
+        items = overrides.split(",") if isinstance(overrides, str) else list(overrides or [])  # fire splits "a,b"
+        files = [str(Path(str(p).strip()).expanduser()) for p in items if str(p).strip()]
+        try:
+            paths = explain_volume(
+                Path(str(bundle_dir)).expanduser(),
+                str(Path(str(image)).expanduser()),
+                str(Path(str(output_dir)).expanduser()),
+                slice_index=None if slice is None else int(slice),
+                overrides=files,
+                num_bins=int(bins),
+            )
+        except ValueError as err:  # a checkpoint that does not fit, a slice outside the volume
+            raise DatasetError(one_line(err)) from err
+        print(f"slice {paths.pop('slice')}:")
+        for path in paths.values():
+            print(f"  {path}")
 
     def compare(self, summary_json: str, dataset: str, name: Optional[str] = None) -> None:
         """Print our scores from a summary.json beside the paper's published rows (Table 1 or Table 2).

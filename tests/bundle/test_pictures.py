@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.bundle.conftest import config_files, run_workflow
+from tests.bundle.conftest import SMOKE, config_files, run_cli, run_workflow
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -62,3 +62,25 @@ def test_evaluation_report_can_be_switched_off(trained_bundle: Path, tmp_path: P
     handler = "validate#handlers#3#report"
     run_workflow(config_files(trained_bundle, "train", "evaluate"), "train", output_dir=str(out), **{handler: False})
     assert (out / "summary.json").is_file() and not (out / "report.html").exists()
+
+
+def test_explain_command_draws_a_smoke_trained_bundle(trained_bundle: Path, tmp_path: Path) -> None:
+    image = sorted((trained_bundle / "data" / "phantom_smoke" / "imagesTr").glob("*.nii.gz"))[0]
+    out = tmp_path / "pictures"
+    args = ["-m", "l2gnet_monai", "explain", str(trained_bundle), str(image), "--output_dir", str(out)]
+    result = run_cli([*args, "--overrides", str(SMOKE)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("slice ")
+    assert sorted(p.name for p in out.iterdir()) == ["bins.png", "code_map.png", "code_usage.png", "sources.png"]
+    for p in out.iterdir():
+        assert p.read_bytes()[:8] == PNG
+    # the same slice given explicitly; then the errors a user meets first, as one line each
+    again = run_cli([*args, "--overrides", str(SMOKE), "--slice", "3"], cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.startswith("slice 3:"), again.stderr
+    outside = run_cli([*args, "--overrides", str(SMOKE), "--slice", "99"], cwd=tmp_path)
+    assert outside.returncode == 1 and "--slice 99 is outside" in outside.stderr
+    assert "Traceback" not in outside.stderr
+    no_overrides = run_cli(args, cwd=tmp_path)
+    assert (
+        no_overrides.returncode == 1 and "--overrides" in no_overrides.stderr and "Traceback" not in no_overrides.stderr
+    )
