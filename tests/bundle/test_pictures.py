@@ -84,3 +84,29 @@ def test_explain_command_draws_a_smoke_trained_bundle(trained_bundle: Path, tmp_
     assert (
         no_overrides.returncode == 1 and "--overrides" in no_overrides.stderr and "Traceback" not in no_overrides.stderr
     )
+
+
+def test_inference_previews_are_off_by_default_and_one_png_per_volume_when_on(trained_bundle: Path, tmp_path) -> None:
+    default = run_workflow(config_files(trained_bundle, "inference"), "infer", output_dir=str(tmp_path / "plain"))
+    volumes = default.parser.get_parsed_content("datalist")
+    assert volumes and not list((tmp_path / "plain").glob("*.png"))
+    run_workflow(config_files(trained_bundle, "inference"), "infer", output_dir=str(tmp_path / "on"), preview=True)
+    previews = sorted(p.name for p in (tmp_path / "on").glob("*.png"))
+    expected = sorted(Path(v["image"]).name.replace(".nii.gz", "_preview.png") for v in volumes)
+    assert previews == expected
+    assert all((tmp_path / "on" / p).read_bytes()[:8] == PNG for p in previews)
+    assert len(list((tmp_path / "on").glob("*.nii.gz"))) == len(volumes)  # the predictions are still written
+
+
+def test_validation_writes_overlays_and_the_codebook_histogram_to_tensorboard(trained_bundle: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: dict[str, list[str]] = {"images": [], "histograms": []}
+    for events in (trained_bundle / "eval").glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0, "histograms": 0})
+        accumulator.Reload()
+        for kind in tags:
+            tags[kind] += accumulator.Tags()[kind]
+    overlays = [t for t in tags["images"] if t.startswith("validation/") and "truth | pred | errors" in t]
+    assert len(overlays) == 2  # num_images cases of the smoke run's one validation round
+    assert "validation/codebook_usage" in tags["histograms"]

@@ -107,6 +107,7 @@ def test_code_usage_recorder_counts_pixels_per_predicted_class() -> None:
     pixel_codes = codes_to_pixels(explained["codes"], (64, 48))
     classes = logits.argmax(1)
     assert counts.shape == (3, 32) and counts.sum() == 3 * 64 * 48
+    assert (recorder.code_counts() == explained["code_counts"].sum(0).numpy()).all()
     for c in range(3):
         expected = torch.bincount(pixel_codes[classes == c], minlength=32).numpy()
         assert (counts[c] == expected).all()
