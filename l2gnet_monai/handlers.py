@@ -293,7 +293,10 @@ def image_in_label_grid(
         from monai.transforms import Invertd
 
         inverter = Invertd(keys="image", transform=image_transform, orig_keys="image", nearest_interp=False)
-        image = inverter({"image": image.detach().cpu()})["image"]
+        try:
+            image = inverter({"image": image.detach().cpu()})["image"]
+        except Exception as err:  # a picture is not worth failing an evaluation for: fall back to the shape checks
+            logger.warning("could not invert the preprocessing of the image for the pictures (%s).", err)
     array = image.detach().cpu().float()[0]
     shape = tuple(int(s) for s in label_shape)
     if tuple(array.shape) == shape:

@@ -329,6 +329,8 @@ def explain_volume(
     """
     loaded = load_bundle(bundle_dir, overrides)
     network = loaded["network"]
+    if not callable(getattr(network, "explain", None)):
+        raise ValueError(f"explain: the bundle's network_def is a {type(network).__name__}, not an L2GNet.")
     if getattr(network, "spatial_dims", 2) != 2:
         raise ValueError("explain: the bundle's network must be 2-D (it explains one axial slice).")
     if not os.path.isfile(image):
