@@ -218,7 +218,8 @@ class PaperMetricsHandler:
             self.report.reset()
             network = unwrap_network(getattr(engine, "network", None))
             if isinstance(network, torch.nn.Module) and hasattr(network, "quantizer"):
-                self._codes = CodeUsageRecorder(network, max(self.class_names) + 1).attach()
+                num_classes = int(getattr(network, "out_channels", max(self.class_names) + 1))
+                self._codes = CodeUsageRecorder(network, num_classes).attach()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)

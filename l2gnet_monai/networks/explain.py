@@ -173,9 +173,10 @@ class CodeUsageRecorder:
         with torch.no_grad():
             classes = output.detach().argmax(dim=1)  # (B, *S)
             pixel_codes = codes_to_pixels(codes.long(), classes.shape[1:], getattr(self.network, "stride", 16))
+            channels = max(int(output.shape[1]), self.num_classes)
             flat = classes.long().flatten() * self.num_codes + pixel_codes.flatten()
-            counts = torch.bincount(flat, minlength=self.num_classes * self.num_codes)
-            counts = counts.reshape(self.num_classes, self.num_codes)
+            counts = torch.bincount(flat, minlength=channels * self.num_codes)
+            counts = counts.reshape(channels, self.num_codes)[: self.num_classes]  # classes beyond num_classes: dropped
             self._counts = counts if self._counts is None else self._counts + counts.to(self._counts.device)
 
     def code_counts(self) -> np.ndarray:
