@@ -74,3 +74,17 @@ def test_folder_collector_reads_each_cases_image_from_the_datalist(tmp_path) -> 
     shown = rows[0]["grey"]
     assert shown.max() == 1.0 and shown.min() == 0.0
     np.testing.assert_array_equal(shown > 0, rows[0]["label"] > 0)
+
+
+def test_missing_matplotlib_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    from l2gnet_monai.cli import main
+    from tests.test_evaluation_any_dataset import _msd_with_predictions
+
+    dataset, preds = _msd_with_predictions(tmp_path / "Task09_Toy", {"0": "background", "1": "atrium", "2": "scar"})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main(["evaluate", str(preds), str(dataset), "--output_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install" in err and "matplotlib" in err
+    assert not (tmp_path / "out").exists()  # refused before any work
