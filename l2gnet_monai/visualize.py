@@ -206,7 +206,7 @@ def _colormap(colors: Mapping[int, RGB]) -> Any:
 
     size = max(colors, default=0) + 1
     table = [colors.get(i, (0.0, 0.0, 0.0)) for i in range(size)]
-    return ListedColormap(table, N=len(table))
+    return ListedColormap(table)
 
 
 def _blend(grey: np.ndarray, labels: np.ndarray, colors: Mapping[int, RGB], alpha: float) -> np.ndarray:
