@@ -133,8 +133,9 @@ class L2GNetCLI:
         l2gnet-monai compare bundle/eval/summary.json --dataset synapse
 
     Commands: prepare and detect (datasets), evaluate (score a folder of predicted label maps), compare (our
-    summary.json beside the paper's rows) and table (the paper's rows), see docs/datasets.md; package-bundle
-    (a versioned zip of bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md.
+    summary.json beside the paper's rows) and table (the paper's rows), see docs/datasets.md; explain (pictures of
+    the bottleneck's codes and transport plans), see docs/interpretability.md; package-bundle (a versioned zip of
+    bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md.
 
     Source layouts recognised by `prepare` and `detect`:
       synapse-raw        BTCV "RawData" release: RawData/Training/img/img0001.nii.gz, RawData/Training/label/...
@@ -231,6 +232,7 @@ class L2GNetCLI:
         hd95_method: str = "medpy",
         classes: Any = None,
         name: Optional[str] = None,
+        report: bool = True,
     ) -> None:
         """Score predicted label maps against the ground truth, per case and class, on whole volumes; print the table.
 
@@ -270,6 +272,10 @@ class L2GNetCLI:
             classes: the classes to score: "{1: liver, 2: tumour}" (index: name), "liver,tumour" (1, 2, ...), or a
                 dataset.json whose "labels" to use.
             name: the row label: what was scored (default "ours"); recorded in summary.json as "method".
+            report: also write report.html (and its pictures in report_files/) to OUTPUT_DIR: the tables, box plots
+                of Dice and HD95 per class, and per case the slices with most foreground and with the worst class,
+                as image, ground truth, prediction and error map (the image read from the dataset.json's "image"
+                entries; without one the overlays are drawn on black). --noreport skips it.
         """
         from l2gnet_monai.evaluation import evaluate_folders, format_report
 
@@ -293,6 +299,17 @@ class L2GNetCLI:
         else:
             class_names = None  # inferred from the ground truth
         out_dir = pred_path if output_dir is None else Path(str(output_dir)).expanduser()
+        builder = on_case = None
+        if report:
+            from l2gnet_monai.data.datalist import dataset_modality
+            from l2gnet_monai.report import ReportBuilder
+            from l2gnet_monai.visualize import require_matplotlib
+
+            require_matplotlib()  # before any work: a missing dependency is a one-line error
+            modality = dataset_modality(labels_path) if labels_path.is_file() else ("MRI" if key == "acdc" else "CT")
+            builder = ReportBuilder(class_names, modality=modality, window=(-125.0, 275.0))
+            datalist = str(labels_path) if labels_path.is_file() else None
+            on_case = builder.folder_collector(datalist, datalist_key=str(split))
         try:
             results = evaluate_folders(
                 str(pred_path),
@@ -303,11 +320,65 @@ class L2GNetCLI:
                 hd95_method=str(hd95_method),
                 datalist_key=str(split),
                 method=None if name is None else str(name),
+                on_case=on_case,
             )
         except ValueError as err:  # shape mismatch, label values out of range, bad datalist: the user's input
             raise DatasetError(one_line(err)) from err
         print(format_report(results.summary(), key or "auto"))
         print(f"wrote {out_dir / 'metrics_per_case.csv'} and {out_dir / 'summary.json'}")
+        if builder is not None:
+            print(f"wrote {builder.write(results, str(out_dir), key or 'auto')} (open it in a browser)")
+
+    def explain(
+        self,
+        bundle_dir: str,
+        image: str,
+        output_dir: str = "explain",
+        slice: Optional[int] = None,
+        overrides: Any = None,
+        bins: int = 4,
+    ) -> None:
+        """Draw what a trained bundle's L2GNet bottleneck does with one axial slice of a volume: four PNGs.
+
+        The volume goes through the bundle's preprocessing (configs/inference.json, e.g. RAS orientation, intensity
+        normalisation, resizing); the slice is the one with most predicted foreground unless --slice is given.
+        Written to OUTPUT_DIR:
+          code_map.png    image, prediction, and the code of each bottleneck position over the image
+          bins.png        per reference, the image partitioned by the bin each position sends most mass to
+          sources.png     per reference, the largest bins and where they draw their mass from (plan column)
+          code_usage.png  how many positions use each code, with the perplexity
+        docs/interpretability.md explains how to read them.
+
+        Examples:
+            l2gnet-monai explain bundle bundle/data/phantom/imagesTr/phantom_0020.nii.gz --overrides configs/cpu.json
+            l2gnet-monai explain my_bundle ct.nii.gz --slice 40 --output_dir pictures/
+
+        Args:
+            bundle_dir: the trained bundle (configs/inference.json, models/model.pt).
+            image: the volume to explain.
+            output_dir: where to write the PNGs (created if needed).
+            slice: the axial slice of the preprocessed volume (default: most predicted foreground).
+            overrides: config override files the bundle was trained with, comma-separated (e.g. configs/cpu.json).
+            bins: bins per reference in sources.png.
+        """
+        from l2gnet_monai.interpret import explain_volume
+
+        items = overrides.split(",") if isinstance(overrides, str) else list(overrides or [])  # fire splits "a,b"
+        files = [str(Path(str(p).strip()).expanduser()) for p in items if str(p).strip()]
+        try:
+            paths = explain_volume(
+                Path(str(bundle_dir)).expanduser(),
+                str(Path(str(image)).expanduser()),
+                str(Path(str(output_dir)).expanduser()),
+                slice_index=None if slice is None else int(slice),
+                overrides=files,
+                num_bins=int(bins),
+            )
+        except ValueError as err:  # a checkpoint that does not fit, a slice outside the volume
+            raise DatasetError(one_line(err)) from err
+        print(f"slice {paths.pop('slice')}:")
+        for path in paths.values():
+            print(f"  {path}")
 
     def compare(self, summary_json: str, dataset: str, name: Optional[str] = None) -> None:
         """Print our scores from a summary.json beside the paper's published rows (Table 1 or Table 2).

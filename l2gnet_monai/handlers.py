@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,11 @@ from l2gnet_monai.evaluation import (
     write_results,
 )
 from l2gnet_monai.losses import unwrap_network
+from l2gnet_monai.networks.explain import CodeUsageRecorder
+from l2gnet_monai.report import ReportBuilder
+from l2gnet_monai.visualize import axcodes_of, require_matplotlib
 
-__all__ = ["AtomicCheckpointSaver", "CodebookStatsHandler", "ProgressBar", "PaperMetricsHandler"]
+__all__ = ["AtomicCheckpointSaver", "CodebookStatsHandler", "ProgressBar", "PaperMetricsHandler", "image_in_label_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +163,11 @@ class PaperMetricsHandler:
     (Synapse's or ACDC's, by name), a per-class table otherwise. The summary is also stored in
     ``engine.state.metrics`` (``mean_dsc``, ``mean_hd95``).
 
+    With ``report`` (the default) it also writes ``report.html`` and its pictures (``report_files/``) beside
+    them (see :mod:`l2gnet_monai.report`): for that it keeps, per case, only the few chosen 2-D slices of image,
+    ground truth and prediction, and while the engine runs it counts the codes each predicted class uses
+    (:class:`~l2gnet_monai.networks.explain.CodeUsageRecorder`, for networks with a ``quantizer``).
+
     Args:
         class_names: ``{index: name}`` of the classes (background may be included; it is not scored).
         output_dir: folder for the CSV and JSON files.
@@ -170,6 +178,12 @@ class PaperMetricsHandler:
         hd95_method: ``"medpy"`` (the protocol's definition) or ``"monai"``.
         name: the row label, naming what was scored (the bundle passes the network's class and backbone,
             e.g. ``"L2GNet (resnet50)"``); ``None``: the class name of the engine's network.
+        report: write ``report.html``.
+        image_transform: the preprocessing that produced the engine's ``image``; the report inverts it (MONAI's
+            ``Invertd``) to lay the image under the label. ``None``: the image is used as it is when it has the
+            label's shape, resized in-plane when only the in-plane size differs, left out otherwise.
+        modality: ``"CT"`` or ``"MRI"``: the report's display windowing.
+        display_window: CT display window of the (inverted) image; ``(0, 1)`` for the bundle's normalised images.
 
     Raises:
         ValueError: ``dataset`` is unknown or names a table whose classes ``class_names`` lacks.
@@ -183,6 +197,10 @@ class PaperMetricsHandler:
         use_spacing: bool = True,
         hd95_method: str = "medpy",
         name: str | None = None,
+        report: bool = True,
+        image_transform: Callable | None = None,
+        modality: str = "CT",
+        display_window: Sequence[float] | None = (0.0, 1.0),
     ) -> None:
         self.class_names = {int(k): v for k, v in class_names.items() if int(k) != 0}
         self.output_dir = output_dir
@@ -191,6 +209,11 @@ class PaperMetricsHandler:
         self.hd95_method = hd95_method
         self.name = name
         self.results = self._new_results()
+        if report:
+            require_matplotlib()  # at configuration time rather than after the whole evaluation
+        self.report = ReportBuilder(self.class_names, modality, display_window) if report else None
+        self.image_transform = image_transform
+        self._codes: CodeUsageRecorder | None = None
 
     def _new_results(self, name: str | None = None) -> EvaluationResults:
         unit = "mm" if self.use_spacing else "voxel"
@@ -201,11 +224,23 @@ class PaperMetricsHandler:
         if name is None and isinstance(getattr(engine, "network", None), torch.nn.Module):
             name = network_label(type(unwrap_network(engine.network)))
         self.results = self._new_results(name)
+        if self.report is not None:
+            self.report.reset()
+            network = unwrap_network(getattr(engine, "network", None))
+            if isinstance(network, torch.nn.Module) and hasattr(network, "quantizer"):
+                num_classes = int(getattr(network, "out_channels", max(self.class_names) + 1))
+                self._codes = CodeUsageRecorder(network, num_classes).attach()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
         engine.add_event_handler(Events.COMPLETED, self._report)
+        engine.add_event_handler(Events.TERMINATE, self._detach_codes)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._detach_codes)
+
+    def _detach_codes(self, engine: Engine, *args: Any) -> None:
+        if self._codes is not None:
+            self._codes.detach()
 
     @staticmethod
     def _label_map(x: torch.Tensor) -> np.ndarray:
@@ -223,9 +258,13 @@ class PaperMetricsHandler:
             if self.use_spacing and hasattr(label, "affine"):
                 affine = np.asarray(label.affine.cpu())[:3, :3]
                 spacing = tuple(float(s) for s in np.sqrt((affine**2).sum(0)))
+            pred_map, label_map = self._label_map(output["pred"]), self._label_map(label)
             self.results.per_case[case] = compute_case_metrics(
-                self._label_map(output["pred"]), self._label_map(label), self.class_names, spacing, self.hd95_method
+                pred_map, label_map, self.class_names, spacing, self.hd95_method
             )
+            if self.report is not None:
+                image = image_in_label_grid(output, label_map.shape, self.image_transform)
+                self.report.add_case(case, pred_map, label_map, image, axcodes_of(getattr(label, "affine", None)))
 
     def _report(self, engine: Engine) -> None:
         if not self.results.per_case:
@@ -236,3 +275,46 @@ class PaperMetricsHandler:
         engine.state.metrics["mean_hd95"] = summary["mean_hd95"]
         logger.info("Scores of %d cases written to %s and %s.", len(self.results.per_case), paths["csv"], paths["json"])
         print(format_report(summary, self.dataset), flush=True)
+        if self.report is not None:
+            if self._codes is not None:
+                self._codes.detach()
+                self.report.class_code_counts = self._codes.class_code_counts()
+            page = self.report.write(self.results, self.output_dir, self.dataset or "none")
+            logger.info("Report with pictures of every case written to %s.", page)
+            self.report.reset()  # the slices are not needed any more
+
+
+def image_in_label_grid(
+    output: Mapping[str, Any], label_shape: Sequence[int], image_transform: Callable | None = None
+) -> np.ndarray | None:
+    """The first channel of ``output["image"]`` in the voxel grid of the label, as a numpy array (or ``None``).
+
+    Args:
+        output: one decollated engine output with ``"image"`` (channel-first, possibly preprocessed).
+        label_shape: the label map's spatial shape.
+        image_transform: the preprocessing to invert (MONAI ``Invertd``) when the image carries its trace.
+
+    Returns:
+        ``(H, W, D)`` intensities, or ``None`` when there is no image or it cannot be brought to the grid.
+    """
+    image = output.get("image")
+    if not isinstance(image, torch.Tensor):
+        return None
+    if image_transform is not None and getattr(image, "applied_operations", None):
+        from monai.transforms import Invertd
+
+        inverter = Invertd(keys="image", transform=image_transform, orig_keys="image", nearest_interp=False)
+        try:
+            image = inverter({"image": image.detach().cpu()})["image"]
+        except Exception as err:  # a picture is not worth failing an evaluation for: fall back to the shape checks
+            logger.warning("could not invert the preprocessing of the image for the pictures (%s).", err)
+    array = image.detach().cpu().float()[0]
+    shape = tuple(int(s) for s in label_shape)
+    if tuple(array.shape) == shape:
+        return array.numpy()
+    if array.ndim == 3 and array.shape[-1] == shape[-1]:  # only the in-plane size differs (Resized)
+        resized = torch.nn.functional.interpolate(
+            array.permute(2, 0, 1)[None], size=shape[:2], mode="bilinear", align_corners=False
+        )
+        return resized[0].permute(1, 2, 0).numpy()
+    return None

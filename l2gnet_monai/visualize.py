@@ -51,6 +51,8 @@ __all__ = [
     "error_labels",
     "error_overlay",
     "select_slices",
+    "screen_slice",
+    "axcodes_of",
     "slice_figure",
     "mosaic_figure",
     "save_figure",
@@ -204,7 +206,7 @@ def _colormap(colors: Mapping[int, RGB]) -> Any:
 
     size = max(colors, default=0) + 1
     table = [colors.get(i, (0.0, 0.0, 0.0)) for i in range(size)]
-    return ListedColormap(table, N=len(table))
+    return ListedColormap(table)
 
 
 def _blend(grey: np.ndarray, labels: np.ndarray, colors: Mapping[int, RGB], alpha: float) -> np.ndarray:
@@ -328,6 +330,38 @@ def select_slices(pred: ArrayLike, label: ArrayLike, class_indices: Sequence[int
     return chosen
 
 
+def axcodes_of(affine: ArrayLike | None) -> tuple[str, str, str]:
+    """The orientation codes of a voxel-to-world affine (nibabel's ``aff2axcodes``); ``("L", "P", "S")`` if unknown."""
+    if affine is None:
+        return ("L", "P", "S")
+    import nibabel as nib
+
+    codes = nib.aff2axcodes(np.asarray(_numpy(affine), dtype=np.float64)[:4, :4])
+    return tuple(str(c) for c in codes) if all(codes) else ("L", "P", "S")  # type: ignore[return-value]
+
+
+def screen_slice(array: ArrayLike, axcodes: Sequence[str] = ("L", "P", "S")) -> np.ndarray:
+    """An axial slice ``(H, W, ...)`` laid out for display as radiologists read it.
+
+    Rows run from anterior (top) to posterior and columns from the patient's right (left of the picture) to the
+    patient's left, whatever the array's orientation: for an LPS array (DICOM-like, nibabel codes ``L, P, S``)
+    this is the transpose; a RAS array (after ``Orientationd("RAS")``) is also flipped both ways.
+
+    Args:
+        array: slice with the first two axes in the volume's first two axes (extra trailing axes, e.g. RGB, kept).
+        axcodes: orientation codes of the volume (see :func:`axcodes_of`).
+
+    Returns:
+        The slice as ``(rows, columns, ...)`` for ``imshow`` with the default ``origin="upper"``.
+    """
+    out = np.swapaxes(_numpy(array), 0, 1)
+    if str(axcodes[0]).upper() == "R":
+        out = out[:, ::-1]
+    if str(axcodes[1]).upper() == "A":
+        out = out[::-1]
+    return np.ascontiguousarray(out)
+
+
 def _legend_handles(palette: Mapping[int, RGB], class_names: Mapping[int, str]) -> list[Any]:
     from matplotlib.patches import Patch
 
@@ -340,7 +374,8 @@ def slice_figure(
     """One row per chosen slice: image, ground truth overlay, prediction overlay, error map; with legends.
 
     Args:
-        rows: per slice ``{"grey": (H, W) in [0, 1], "label": (H, W), "pred": (H, W), "title": str}``.
+        rows: per slice ``{"grey": (H, W) in [0, 1], "label": (H, W), "pred": (H, W), "title": str}``, laid out
+            for display (see :func:`screen_slice`).
         palette: class colours.
         class_names: ``{class index: name}`` for the legend.
         title: figure title.
@@ -363,7 +398,7 @@ def slice_figure(
         )
         for c, panel in enumerate(panels):
             ax = axes[r, c]
-            ax.imshow(np.swapaxes(panel, 0, 1), origin="lower", interpolation="nearest")  # RAS: x right, y up
+            ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -386,6 +421,7 @@ def mosaic_figure(
     class_names: Mapping[int, str],
     num_slices: int = 12,
     title: str = "",
+    axcodes: Sequence[str] = ("L", "P", "S"),
 ) -> Figure:
     """A mosaic of axial slices of a volume with its segmentation blended over it, and a legend.
 
@@ -399,6 +435,7 @@ def mosaic_figure(
         class_names: ``{class index: name}`` for the legend.
         num_slices: slices in the mosaic (fewer when the volume has fewer).
         title: figure title.
+        axcodes: orientation codes of the volume, for radiological display (see :func:`screen_slice`).
 
     Returns:
         A matplotlib figure (close it after saving).
@@ -417,7 +454,7 @@ def mosaic_figure(
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, z in zip(axes.flat, indices):
-        ax.imshow(np.swapaxes(label_overlay(grey[..., z], seg[..., z], palette), 0, 1), origin="lower")
+        ax.imshow(screen_slice(label_overlay(grey[..., z], seg[..., z], palette), axcodes), interpolation="nearest")
         ax.set_title(f"slice {z}", fontsize=8)
     handles = _legend_handles(palette, class_names)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7, frameon=False)

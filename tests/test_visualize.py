@@ -11,6 +11,7 @@ from l2gnet_monai.visualize import (
     ERROR_COLORS,
     FALLBACK_PALETTE,
     OVERLAY_ALPHA,
+    axcodes_of,
     class_palette,
     display_image,
     error_labels,
@@ -18,6 +19,7 @@ from l2gnet_monai.visualize import (
     label_overlay,
     mosaic_figure,
     save_figure,
+    screen_slice,
     select_slices,
     slice_figure,
 )
@@ -117,3 +119,29 @@ def test_figures_are_written_as_png(tmp_path) -> None:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["mosaic.png", "slices.png"]  # no temporary files left
+
+
+def test_screen_layout_is_radiological_whatever_the_array_orientation() -> None:
+    lps = np.arange(12).reshape(3, 4)  # i: towards the patient's left, j: towards posterior
+    ras = lps[::-1, ::-1]  # the same slice after Orientationd("RAS")
+    shown = screen_slice(lps, ("L", "P", "S"))
+    np.testing.assert_array_equal(shown, screen_slice(ras, ("R", "A", "S")))
+    assert shown.shape == (4, 3)
+    assert shown[0, 0] == lps[0, 0]  # top left: anterior, patient's right
+    affine = np.diag([-2.0, -2.0, 3.0, 1.0])
+    assert axcodes_of(affine) == ("L", "P", "S") and axcodes_of(np.diag([2.0, 2.0, 3.0, 1.0])) == ("R", "A", "S")
+
+
+def test_the_pictures_of_the_docs_exist_and_stay_small() -> None:
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    doc = repo / "docs" / "interpretability.md"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", doc.read_text(encoding="utf-8"))
+    assert len(links) >= 6
+    files = {(doc.parent / link).resolve() for link in links}
+    readme = re.findall(r"!\[[^\]]*\]\((docs/images/[^)]+\.png)\)", (repo / "README.md").read_text(encoding="utf-8"))
+    files |= {(repo / link).resolve() for link in readme}
+    assert readme and all(f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
+    assert sum(f.stat().st_size for f in files) < 1_000_000

@@ -180,6 +180,7 @@ def evaluate_folders(
     label_pattern: str = "*",
     case_name_fn: Callable[[str], str] | None = None,
     method: str | None = None,
+    on_case: Callable[[str, np.ndarray, np.ndarray, np.ndarray, str], None] | None = None,
 ) -> EvaluationResults:
     """Score every ground-truth volume against its prediction NIfTI file, as in the paper's tables.
 
@@ -206,6 +207,8 @@ def evaluate_folders(
         label_pattern: ``fnmatch`` pattern selecting ground-truth files in a folder, e.g. ``"*_gt.nii.gz"``.
         case_name_fn: maps a file path to its case name; default :func:`case_name_from_path`.
         method: what was scored (the row label of the tables), recorded in the summary.
+        on_case: called after each case is scored with ``(case, prediction, ground truth, affine, ground-truth
+            path)``, e.g. :meth:`l2gnet_monai.report.ReportBuilder.add_case` through a small adapter.
 
     Returns:
         The :class:`EvaluationResults`; call ``.summary()`` for the table numbers.
@@ -273,6 +276,8 @@ def evaluate_folders(
         logger.info(
             "%s: %s", case, {k: (round(v["dice"], 4), round(v["hd95"], 2)) for k, v in results.per_case[case].items()}
         )
+        if on_case is not None:
+            on_case(case, pred, gt, gt_affine, label_path)
     if output_dir is not None:
         write_results(results, output_dir)
     return results

@@ -139,6 +139,7 @@ class CodeUsageRecorder:
         self._handles: list[Any] = []
         self._codes: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
 
     def attach(self) -> CodeUsageRecorder:
         """Start recording (idempotent)."""
@@ -157,10 +158,13 @@ class CodeUsageRecorder:
 
     def reset(self) -> None:
         """Forget the counts."""
-        self._codes, self._counts = None, None
+        self._codes, self._counts, self._positions = None, None, None
 
     def _keep_codes(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         self._codes = output[2].detach()
+        with torch.no_grad():
+            positions = torch.bincount(self._codes.flatten().long(), minlength=self.num_codes)
+            self._positions = positions if self._positions is None else self._positions + positions
 
     def _count(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         if self._codes is None or not isinstance(output, torch.Tensor):
@@ -169,10 +173,17 @@ class CodeUsageRecorder:
         with torch.no_grad():
             classes = output.detach().argmax(dim=1)  # (B, *S)
             pixel_codes = codes_to_pixels(codes.long(), classes.shape[1:], getattr(self.network, "stride", 16))
+            channels = max(int(output.shape[1]), self.num_classes)
             flat = classes.long().flatten() * self.num_codes + pixel_codes.flatten()
-            counts = torch.bincount(flat, minlength=self.num_classes * self.num_codes)
-            counts = counts.reshape(self.num_classes, self.num_codes)
+            counts = torch.bincount(flat, minlength=channels * self.num_codes)
+            counts = counts.reshape(channels, self.num_codes)[: self.num_classes]  # classes beyond num_classes: dropped
             self._counts = counts if self._counts is None else self._counts + counts.to(self._counts.device)
+
+    def code_counts(self) -> np.ndarray:
+        """``(K,)``: how many bottleneck positions used each code (every forward pass, whatever its output)."""
+        if self._positions is None:
+            return np.zeros(self.num_codes, dtype=np.int64)
+        return self._positions.cpu().numpy().astype(np.int64)
 
     def class_code_counts(self) -> np.ndarray:
         """``(num_classes, K)`` pixel counts: row ``c`` is the code histogram of the pixels predicted as class ``c``."""

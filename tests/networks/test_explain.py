@@ -107,6 +107,18 @@ def test_code_usage_recorder_counts_pixels_per_predicted_class() -> None:
     pixel_codes = codes_to_pixels(explained["codes"], (64, 48))
     classes = logits.argmax(1)
     assert counts.shape == (3, 32) and counts.sum() == 3 * 64 * 48
+    assert (recorder.code_counts() == explained["code_counts"].sum(0).numpy()).all()
     for c in range(3):
         expected = torch.bincount(pixel_codes[classes == c], minlength=32).numpy()
         assert (counts[c] == expected).all()
+
+
+def test_code_usage_recorder_keeps_only_the_classes_it_was_given() -> None:
+    net = _net()  # 3 output channels
+    recorder = CodeUsageRecorder(net, num_classes=2).attach()
+    with torch.no_grad():
+        logits = net(torch.randn(2, 1, 32, 32))
+    recorder.detach()
+    counts = recorder.class_code_counts()
+    assert counts.shape == (2, 32)
+    assert counts.sum() == int((logits.argmax(1) < 2).sum())

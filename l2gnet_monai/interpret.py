@@ -1,0 +1,383 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""Pictures of what a trained bundle's bottleneck does with one slice (``l2gnet-monai explain``).
+
+:func:`explain_volume` loads a bundle's network and preprocessing (``configs/inference.json`` plus overrides,
+``models/model.pt``), preprocesses a volume, picks an axial slice (the one with most predicted foreground unless
+given) and calls :meth:`L2GNet.explain <l2gnet_monai.networks.L2GNet.explain>` on it. It writes four PNGs:
+
+* ``code_map.png``: the image, the prediction, and the vector quantizer's code at each bottleneck position
+  (``16 x 16`` pixels) drawn over the image, one colour per code, the most used codes named in the legend;
+* ``bins.png``: for each reference of the L2GMapper, the image partitioned by the bin each position sends most of
+  its transport mass to, bin centres (from the positional prior) marked;
+* ``sources.png``: for each reference, a few bins (the largest parts of the partition) and where they draw their
+  mass from: the transport plan's column ``P[:, j]`` as a heat map over the image;
+* ``code_usage.png``: how many positions of the slice use each code, with the perplexity.
+
+docs/interpretability.md explains how to read them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2gnet_monai.networks.explain import codes_to_pixels
+from l2gnet_monai.visualize import (
+    class_palette,
+    display_image,
+    label_overlay,
+    require_matplotlib,
+    save_figure,
+    screen_slice,
+)
+
+__all__ = ["load_bundle", "explain_volume", "code_map_figure", "bins_figure", "sources_figure", "code_usage_figure"]
+
+logger = logging.getLogger(__name__)
+
+#: Colours of codes and bins: matplotlib's tab20, cycled.
+_CATEGORICAL = "tab20"
+
+
+def load_bundle(bundle_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A trained bundle's network (eval mode, weights loaded), preprocessing, modality and class names.
+
+    Args:
+        bundle_dir: the bundle folder (``configs/inference.json``, ``models/model.pt``).
+        overrides: config override files merged over ``inference.json`` in order, e.g. the ``configs/cpu.json``
+            the bundle was trained with (its network settings must match the checkpoint's).
+
+    Returns:
+        ``{"network", "preprocessing", "modality", "class_names", "sw_batch_size", "device"}``.
+
+    Raises:
+        FileNotFoundError: no inference config, override file or checkpoint.
+        ValueError: the checkpoint does not fit the configured network (the message says to pass the overrides).
+    """
+    from monai.bundle import ConfigParser
+
+    bundle = Path(bundle_dir).expanduser()
+    config = bundle / "configs" / "inference.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config} does not exist: expected a MONAI bundle folder with configs/inference.json")
+    files = [str(config)]
+    for override in overrides:
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"override file {override} does not exist")
+        files.append(str(override))
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser["bundle_root"] = str(bundle)
+    checkpoint = Path(parser.get_parsed_content("ckpt_path"))
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist: train the bundle first")
+    network = parser.get_parsed_content("network_def")
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    state = state.get("model", state) if isinstance(state, Mapping) else state
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit the network of {config} ({first}); pass the override files the "
+            "bundle was trained with, e.g. --overrides configs/cpu.json"
+        ) from err
+    class_names = {k: f"class {k}" for k in range(1, int(parser.get_parsed_content("num_classes")))}
+    metadata = bundle / "configs" / "metadata.json"
+    if metadata.is_file():
+        meta = json.loads(metadata.read_text(encoding="utf-8"))
+        channels = meta.get("network_data_format", {}).get("outputs", {}).get("pred", {}).get("channel_def", {})
+        named = {int(k): str(v) for k, v in channels.items() if str(k).isdigit() and int(k) != 0}
+        if set(named) == set(class_names):
+            class_names = named
+    return {
+        "network": network.eval(),
+        "preprocessing": parser.get_parsed_content("preprocessing"),
+        "modality": str(parser.get_parsed_content("modality")),
+        "class_names": class_names,
+        "sw_batch_size": int(parser.get("sw_batch_size", 8)),
+    }
+
+
+def _categorical(index: np.ndarray, alpha: float, grey: np.ndarray) -> np.ndarray:
+    """``grey`` with each integer of ``index`` blended in a tab20 colour (``index < 0``: left grey)."""
+    plt = require_matplotlib()
+    colours = plt.get_cmap(_CATEGORICAL).colors
+    table = np.asarray(colours)[np.mod(np.maximum(index, 0), len(colours))]
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    mask = (index >= 0)[..., None]
+    return np.where(mask, (1 - alpha) * rgb + alpha * table, rgb)
+
+
+def _screen_point(x: float, y: float, shape: tuple[int, int], axcodes: Sequence[str]) -> tuple[float, float]:
+    """Array coordinates ``(x, y)`` of an ``(H, W)`` slice -> ``(column, row)`` of :func:`screen_slice`'s layout."""
+    column, row = x, y
+    if str(axcodes[0]).upper() == "R":
+        column = shape[0] - 1 - x
+    if str(axcodes[1]).upper() == "A":
+        row = shape[1] - 1 - y
+    return column, row
+
+
+def _bin_centres(num_bins: int, bin_grid: Sequence[int], grid: Sequence[int], stride: int) -> np.ndarray:
+    """Pixel coordinates ``(t, 2)`` of the bins' centres on the positional prior's grid."""
+    centres = []
+    for j in range(num_bins):
+        j0, j1 = divmod(j, int(bin_grid[1]))
+        centres.append(((j0 + 0.5) / bin_grid[0] * grid[0] * stride, (j1 + 0.5) / bin_grid[1] * grid[1] * stride))
+    return np.asarray(centres) - 0.5
+
+
+def code_map_figure(
+    grey: np.ndarray,
+    pred: np.ndarray,
+    codes: np.ndarray,
+    palette: Mapping[int, Any],
+    class_names: Mapping[int, str],
+    axcodes: Sequence[str],
+    stride: int = 16,
+) -> Any:
+    """Image, prediction, and the code of each bottleneck position over the image (``(H, W)`` arrays)."""
+    plt = require_matplotlib()
+    from matplotlib.patches import Patch
+
+    pixel_codes = codes_to_pixels(torch.as_tensor(codes)[None], grey.shape, stride)[0].numpy()
+    used, counts = np.unique(codes, return_counts=True)
+    order = used[np.argsort(-counts, kind="stable")]
+    rank = {int(c): i for i, c in enumerate(order)}
+    ranked = np.vectorize(rank.get)(pixel_codes)
+    panels = [
+        (np.repeat(grey[..., None], 3, axis=-1), "image"),
+        (label_overlay(grey, pred, palette), "prediction"),
+        (_categorical(ranked, 0.55, grey), f"codes ({len(used)} distinct)"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.9))
+    for ax, (panel, title) in zip(axes, panels):
+        ax.imshow(screen_slice(panel, axcodes), interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_axis_off()
+    colours = plt.get_cmap(_CATEGORICAL).colors
+    shown = order[:10]
+    handles = [Patch(facecolor=colours[rank[int(c)] % len(colours)], label=f"code {int(c)}") for c in shown]
+    fig.legend(handles=handles, loc="lower right", ncol=5, fontsize=7, frameon=False, title="most used codes")
+    classes = [Patch(facecolor=palette[k], label=class_names.get(k, str(k))) for k in palette]
+    fig.legend(handles=classes, loc="lower left", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 0.96))
+    return fig
+
+
+def bins_figure(
+    grey: np.ndarray,
+    bins: np.ndarray,
+    bin_grid: Sequence[int],
+    axcodes: Sequence[str],
+    stride: int = 16,
+) -> Any:
+    """For each reference, the image partitioned by the bin each position sends most of its mass to.
+
+    Args:
+        grey: display image ``(H, W)``.
+        bins: ``(q, h, w)`` bin index per bottleneck position.
+        bin_grid: the grid of the bins (the reference grid in pooled mode, ``(h, w)`` in full mode).
+        axcodes: orientation codes for the radiological layout.
+        stride: the bottleneck's output stride.
+    """
+    plt = require_matplotlib()
+    q = bins.shape[0]
+    grid = bins.shape[1:]
+    num_bins = int(np.prod(bin_grid))
+    centres = _bin_centres(num_bins, bin_grid, grid, stride)
+    cols = min(q, 4)
+    rows = math.ceil(q / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for r in range(q):
+        ax = axes.flat[r]
+        pixel_bins = codes_to_pixels(torch.as_tensor(bins[r])[None], grey.shape, stride)[0].numpy()
+        ax.imshow(screen_slice(_categorical(pixel_bins, 0.5, grey), axcodes), interpolation="nearest")
+        for j in np.unique(bins[r]) if num_bins <= 64 else []:
+            column, row = _screen_point(*centres[j], grey.shape, axcodes)
+            ax.plot(column, row, "+", color="white", markersize=6, markeredgewidth=1.2)
+            ax.annotate(
+                str(int(j)), (column, row), color="white", fontsize=6, xytext=(2, 2), textcoords="offset points"
+            )
+        ax.set_title(f"reference {r}: {len(np.unique(bins[r]))} of {num_bins} bins used", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def sources_figure(
+    grey: np.ndarray,
+    plans: np.ndarray,
+    chosen: Sequence[Sequence[int]],
+    bin_grid: Sequence[int],
+    axcodes: Sequence[str],
+    stride: int = 16,
+) -> Any:
+    """Where chosen bins draw their mass from: ``P[:, j]`` of each reference as a heat map over the image.
+
+    Args:
+        grey: display image ``(H, W)``.
+        plans: ``(q, n, t)`` transport plans of the slice.
+        chosen: per reference, the bins to show.
+        bin_grid: the grid of the bins.
+        axcodes: orientation codes for the radiological layout.
+        stride: the bottleneck's output stride.
+    """
+    plt = require_matplotlib()
+    q, n, t = plans.shape
+    grid = (math.ceil(grey.shape[0] / stride), math.ceil(grey.shape[1] / stride))
+    centres = _bin_centres(t, bin_grid, grid, stride)
+    cols = max(len(c) for c in chosen)
+    fig, axes = plt.subplots(q, cols, figsize=(2.5 * cols + 0.8, 2.6 * q + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    maps = {}
+    for r in range(q):
+        for j in chosen[r]:
+            # mass relative to a uniform plan (1 / (n t) per entry): > 1 where the bin draws more than its share
+            ratio = torch.as_tensor(plans[r, :, j] * n * t).reshape(1, 1, *grid).float()
+            upsampled = torch.nn.functional.interpolate(
+                ratio, size=(grid[0] * stride, grid[1] * stride), mode="bilinear", align_corners=False
+            )[0, 0, : grey.shape[0], : grey.shape[1]].numpy()
+            maps[r, j] = np.log2(np.clip(upsampled, 1e-6, None))
+    limit = max(0.25, max(float(np.abs(m).max()) for m in maps.values()))  # one symmetric scale for all panels
+    image = None
+    for (r, j), log_ratio in maps.items():
+        ax = axes[r, chosen[r].index(j)]
+        ax.imshow(screen_slice(grey, axcodes), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        image = ax.imshow(
+            screen_slice(log_ratio, axcodes),
+            cmap="RdBu_r",
+            alpha=0.65,
+            vmin=-limit,
+            vmax=limit,
+            interpolation="bilinear",
+        )
+        column, row = _screen_point(*centres[j], grey.shape, axcodes)
+        ax.plot(column, row, "+", color="black", markersize=8, markeredgewidth=1.5)
+        ax.set_title(f"ref {r}, bin {j}", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, fraction=0.025, pad=0.02)
+        bar.set_label("log2 of mass / uniform share", fontsize=8)
+    return fig
+
+
+def code_usage_figure(code_counts: np.ndarray, title: str = "") -> Any:
+    """How many bottleneck positions use each code, and the perplexity of that histogram."""
+    plt = require_matplotlib()
+    counts = np.asarray(code_counts, dtype=np.float64)
+    probs = counts / max(counts.sum(), 1.0)
+    nonzero = probs[probs > 0]
+    perplexity = float(np.exp(-(nonzero * np.log(nonzero)).sum()))
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.bar(np.arange(counts.size), counts, width=1.0, color="tab:blue")
+    ax.set_xlabel("code index")
+    ax.set_ylabel("positions")
+    ax.set_xlim(-0.5, counts.size - 0.5)
+    used = int((counts > 0).sum())
+    ax.set_title(f"{title}{used} of {counts.size} codes used, perplexity {perplexity:.1f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _pick_slice(network: torch.nn.Module, volume: torch.Tensor, batch: int) -> int:
+    """The axial slice with the most predicted foreground."""
+    foreground = []
+    with torch.no_grad():
+        for start in range(0, volume.shape[-1], batch):
+            chunk = volume[..., start : start + batch].permute(3, 0, 1, 2)  # (b, C, H, W)
+            foreground.append((network(chunk).argmax(1) != 0).flatten(1).sum(1))
+    return int(torch.cat(foreground).argmax())
+
+
+def explain_volume(
+    bundle_dir: str | os.PathLike,
+    image: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    slice_index: int | None = None,
+    overrides: Sequence[str] = (),
+    num_bins: int = 4,
+) -> dict[str, str]:
+    """Write the four pictures of :mod:`l2gnet_monai.interpret` for one axial slice of a volume.
+
+    Args:
+        bundle_dir: a trained bundle.
+        image: the volume (NIfTI or anything the bundle's ``LoadImaged`` reads).
+        output_dir: where to write the PNGs (created if needed).
+        slice_index: the axial slice, in the preprocessed (RAS) volume; ``None``: the slice with most predicted
+            foreground.
+        overrides: config overrides the bundle was trained with.
+        num_bins: bins per reference in ``sources.png`` (the largest parts of the partition).
+
+    Returns:
+        ``{"code_map", "bins", "sources", "code_usage": path}`` and ``"slice"``: the slice index as a string.
+    """
+    loaded = load_bundle(bundle_dir, overrides)
+    network = loaded["network"]
+    if not callable(getattr(network, "explain", None)):
+        raise ValueError(f"explain: the bundle's network_def is a {type(network).__name__}, not an L2GNet.")
+    if getattr(network, "spatial_dims", 2) != 2:
+        raise ValueError("explain: the bundle's network must be 2-D (it explains one axial slice).")
+    if not os.path.isfile(image):
+        raise FileNotFoundError(f"image {image} does not exist")
+    data = loaded["preprocessing"]({"image": str(image)})
+    volume = torch.as_tensor(data["image"]).float()  # (C, H, W, D), RAS after the bundle's Orientationd
+    depth = volume.shape[-1]
+    if slice_index is None:
+        slice_index = _pick_slice(network, volume, loaded["sw_batch_size"])
+    elif not 0 <= int(slice_index) < depth:
+        raise ValueError(
+            f"explain: --slice {slice_index} is outside the volume's {depth} axial slices (0..{depth - 1})"
+        )
+    slice_index = int(slice_index)
+    x = volume[None, ..., slice_index]  # (1, C, H, W)
+    out = network.explain(x)
+    axcodes = ("R", "A", "S")
+    grey = display_image(x[0, 0].numpy(), "CT", (0.0, 1.0)) if loaded["modality"] == "CT" else None
+    if grey is None:
+        grey = display_image(x[0, 0].numpy(), "MRI", None)
+    pred = out["logits"][0].argmax(0).numpy()
+    palette = class_palette(loaded["class_names"])
+    mapper = network.mapper
+    grid = list(out["codes"].shape[1:])
+    bin_grid = grid if mapper.mode == "full" else list(mapper.reference_grid)
+    bins = out["bins"][0].numpy()
+    plans = out["plans"][0].numpy()
+    chosen = []
+    for r in range(bins.shape[0]):
+        ids, sizes = np.unique(bins[r], return_counts=True)
+        chosen.append([int(j) for j in ids[np.argsort(-sizes, kind="stable")][:num_bins]])
+    os.makedirs(output_dir, exist_ok=True)
+    stride = int(getattr(network, "stride", 16))
+    name = Path(str(image)).name
+    paths = {
+        "code_map": save_figure(
+            code_map_figure(grey, pred, out["codes"][0].numpy(), palette, loaded["class_names"], axcodes, stride),
+            os.path.join(output_dir, "code_map.png"),
+        ),
+        "bins": save_figure(bins_figure(grey, bins, bin_grid, axcodes, stride), os.path.join(output_dir, "bins.png")),
+        "sources": save_figure(
+            sources_figure(grey, plans, chosen, bin_grid, axcodes, stride), os.path.join(output_dir, "sources.png")
+        ),
+        "code_usage": save_figure(
+            code_usage_figure(out["code_counts"][0].numpy(), f"{name}, slice {slice_index}: "),
+            os.path.join(output_dir, "code_usage.png"),
+        ),
+    }
+    logger.info("explain: %s slice %d -> %s", name, slice_index, output_dir)
+    return {**paths, "slice": str(slice_index)}

@@ -1,0 +1,378 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""The evaluation report: ``report.html`` beside ``summary.json``, readable offline in any browser.
+
+The page holds the scores table (the paper's Table 1 / Table 2 with our row for the paper's classes, a per-class
+table otherwise), a per-case table of Dice, box plots of Dice and HD95 per class over the cases, and for every
+case a figure of its chosen axial slices (:func:`~l2gnet_monai.visualize.select_slices`: the slice with most
+foreground and the slice with the worst per-class Dice): image, ground truth, prediction and error map, with the
+legend of the class colours. When the network's codes were recorded
+(:class:`~l2gnet_monai.networks.explain.CodeUsageRecorder`), it adds per class the histogram of the codes its
+pixels use.
+
+The page is self-contained: plain HTML with inline CSS and no scripts; its pictures are PNG files in the folder
+``report_files/`` beside it, referenced by relative paths, so the two can be copied or zipped together.
+:class:`ReportBuilder` keeps only the chosen slices of each case (a few 2-D arrays), never whole volumes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from l2gnet_monai.evaluation import (
+    PAPER_RESULTS,
+    TABLE_COLUMNS,
+    EvaluationResults,
+    format_table_row,
+    resolve_paper_table,
+)
+from l2gnet_monai.visualize import (
+    axcodes_of,
+    class_palette,
+    display_image,
+    require_matplotlib,
+    save_figure,
+    screen_slice,
+    select_slices,
+    slice_figure,
+)
+
+__all__ = ["ReportBuilder", "REPORT_NAME", "REPORT_FILES"]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the report and of the folder of its pictures.
+REPORT_NAME = "report.html"
+REPORT_FILES = "report_files"
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.ours { font-weight: bold; background: #eef; }
+img { max-width: 100%; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+class ReportBuilder:
+    """Collects the chosen slices of each evaluated case and writes ``report.html``.
+
+    Args:
+        class_names: ``{class index: name}`` of the scored classes (background may be included).
+        modality: ``"CT"`` or ``"MRI"``: how images are windowed for display (see
+            :func:`~l2gnet_monai.visualize.display_image`).
+        window: CT display window; ``(0, 1)`` for images already normalised by the bundle's preprocessing,
+            ``(-125, 275)`` for Hounsfield units.
+        slice_axis: the axial axis of the volumes.
+    """
+
+    def __init__(
+        self,
+        class_names: Mapping[int | str, str] | None = None,
+        modality: str = "CT",
+        window: Sequence[float] | None = (0.0, 1.0),
+        slice_axis: int = -1,
+    ) -> None:
+        self.class_names: dict[int, str] = {}
+        self.palette: dict[int, tuple[float, float, float]] = {}
+        if class_names is not None:
+            self.set_class_names(class_names)
+        self.modality = modality
+        self.window = None if window is None else tuple(float(w) for w in window)
+        self.slice_axis = slice_axis
+        self.cases: dict[str, list[dict[str, Any]]] = {}
+        self.class_code_counts: np.ndarray | None = None
+
+    def set_class_names(self, class_names: Mapping[int | str, str]) -> None:
+        """Set the classes (and so their colours); until then the classes are the values found in the volumes."""
+        self.class_names = {int(k): str(v) for k, v in class_names.items() if int(k) != 0}
+        self.palette = class_palette(self.class_names)
+
+    def reset(self) -> None:
+        """Forget the collected cases and code counts."""
+        self.cases = {}
+        self.class_code_counts = None
+
+    def add_case(
+        self,
+        case: str,
+        pred: np.ndarray,
+        label: np.ndarray,
+        image: np.ndarray | None = None,
+        axcodes: Sequence[str] = ("L", "P", "S"),
+    ) -> None:
+        """Choose and keep the slices of one case worth showing.
+
+        Args:
+            case: the case name.
+            pred: predicted label map ``(H, W, D)``.
+            label: ground-truth label map of the same shape.
+            image: the image in the same voxel grid, or ``None`` (the overlays are then drawn on black).
+            axcodes: orientation codes of the volumes (:func:`~l2gnet_monai.visualize.axcodes_of`), so that the
+                slices are shown as radiologists read them.
+        """
+        pred, label = np.asarray(pred), np.asarray(label)
+        if image is not None and np.shape(image) != label.shape:
+            raise ValueError(f"case {case!r}: image shape {np.shape(image)} differs from the label's {label.shape}.")
+        classes = list(self.class_names) or [int(k) for k in np.union1d(np.unique(pred), np.unique(label)) if k != 0]
+        chosen = select_slices(pred, label, classes, axis=self.slice_axis)
+        rows: list[dict[str, Any]] = []
+        for reason, z in chosen.items():
+            if any(row["index"] == z for row in rows):
+                rows[[row["index"] for row in rows].index(z)]["title"] += f" + {reason}"
+                continue
+            lab = np.take(label, z, axis=self.slice_axis)
+            prd = np.take(pred, z, axis=self.slice_axis)
+            if image is None:
+                grey = np.zeros(lab.shape, dtype=np.float32)
+            else:
+                grey = display_image(np.take(image, z, axis=self.slice_axis), self.modality, self.window)
+            title = f"slice {z}: {reason}"
+            if reason == "worst class":
+                title += self._worst_class_note(prd, lab, classes)
+            grey, lab, prd = (screen_slice(a, axcodes) for a in (grey, lab, prd))
+            rows.append({"index": z, "grey": grey, "label": lab, "pred": prd, "title": title})
+        self.cases[str(case)] = rows
+
+    def folder_collector(
+        self,
+        datalist: str | None = None,
+        datalist_key: str = "test",
+        label_key: str = "label",
+        image_key: str = "image",
+    ) -> Callable[[str, np.ndarray, np.ndarray, np.ndarray, str], None]:
+        """An ``on_case`` callback for :func:`~l2gnet_monai.evaluation.evaluate_folders` that feeds :meth:`add_case`.
+
+        Args:
+            datalist: a JSON datalist (e.g. a ``dataset.json``) whose entries pair ``label_key`` with
+                ``image_key``: the image of each scored label is read from there (one volume at a time). Without
+                it, or for a label with no image, the overlays are drawn on black.
+            datalist_key: the list of a ``dataset.json`` to read.
+            label_key: key of the label path in the entries.
+            image_key: key of the image path in the entries.
+
+        Returns:
+            ``collect(case, prediction, ground truth, affine, label path)``.
+        """
+        images: dict[str, str] = {}
+        if datalist is not None and os.path.isfile(datalist):
+            with open(datalist, encoding="utf-8") as f:
+                content = json.load(f)
+            entries = content.get(datalist_key, []) if isinstance(content, dict) else content
+            base = os.path.dirname(os.path.abspath(datalist))
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, Mapping) and isinstance(entry.get(label_key), str):
+                    image = entry.get(image_key)
+                    if isinstance(image, str):
+                        label = os.path.normpath(os.path.join(base, entry[label_key]))
+                        images[label] = os.path.normpath(os.path.join(base, image))
+
+        def collect(case: str, pred: np.ndarray, label: np.ndarray, affine: np.ndarray, label_path: str) -> None:
+            image_path = images.get(os.path.normpath(os.path.abspath(label_path)))
+            image = None
+            if image_path is not None and os.path.isfile(image_path):
+                import nibabel as nib
+
+                data = np.asanyarray(nib.load(image_path).dataobj).astype(np.float32)
+                while data.ndim > label.ndim and data.shape[-1] == 1:
+                    data = data[..., 0]
+                image = data[..., 0] if data.ndim == label.ndim + 1 else data  # first channel of a 4-D image
+                if image.shape != label.shape:
+                    logger.warning(
+                        "report: image %s does not match label %s; drawn without it.", image_path, label_path
+                    )
+                    image = None
+            self.add_case(case, pred, label, image, axcodes_of(affine))
+
+        return collect
+
+    def _worst_class_note(self, pred: np.ndarray, label: np.ndarray, classes: Sequence[int]) -> str:
+        worst: tuple[float, str] | None = None
+        for k in classes:
+            name = self.class_names.get(k, f"class {k}")
+            size = int((pred == k).sum() + (label == k).sum())
+            if size:
+                dice = 2.0 * float(((pred == k) & (label == k)).sum()) / size
+                worst = min(worst, (dice, name)) if worst else (dice, name)
+        return f" ({worst[1]}, 2-D Dice {worst[0]:.2f})" if worst else ""
+
+    # ----------------------------------------------------------------------------------------------
+    # writing
+    # ----------------------------------------------------------------------------------------------
+
+    def write(self, results: EvaluationResults, output_dir: str, paper_table: str | None = "auto") -> str:
+        """Write ``report.html`` and ``report_files/`` into ``output_dir``, replacing earlier ones.
+
+        Everything is written into a temporary folder first; the old report is replaced only once the new one
+        is complete, so a failure leaves either the old report or none, never a half-written one.
+
+        Args:
+            results: the evaluation's scores.
+            output_dir: the folder of ``summary.json``.
+            paper_table: ``"auto"``, ``"synapse"``, ``"acdc"`` or ``"none"`` (see
+                :func:`~l2gnet_monai.evaluation.resolve_paper_table`).
+
+        Returns:
+            The path of ``report.html``.
+        """
+        require_matplotlib()
+        summary = results.summary()
+        if not self.class_names:
+            self.set_class_names(results.class_names)
+        os.makedirs(output_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".report.", dir=output_dir)
+        try:
+            files = os.path.join(staging, REPORT_FILES)
+            os.makedirs(files)
+            sections = [self._table_section(summary, paper_table), self._case_table(results)]
+            sections.append(self._boxplot_section(results, files))
+            if self.class_code_counts is not None:
+                sections.append(self._code_section(files))
+            sections.append(self._cases_section(results, files))
+            title = f"Evaluation report: {summary.get('method') or 'segmentation'}, {summary['num_cases']} cases"
+            page = (
+                "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+                f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+                f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+            )
+            with open(os.path.join(staging, REPORT_NAME), "w", encoding="utf-8") as f:
+                f.write(page)
+            for root, dirs, names in os.walk(staging):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o755)
+                for name in names:
+                    os.chmod(os.path.join(root, name), 0o644)
+            target_files = os.path.join(output_dir, REPORT_FILES)
+            target_page = os.path.join(output_dir, REPORT_NAME)
+            if os.path.isdir(target_files):
+                old = tempfile.mkdtemp(prefix=".report-old.", dir=output_dir)
+                os.replace(target_files, os.path.join(old, REPORT_FILES))
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(files, target_files)
+            os.replace(os.path.join(staging, REPORT_NAME), target_page)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target_page
+
+    def _table_section(self, summary: Mapping[str, Any], paper_table: str | None) -> str:
+        table = resolve_paper_table(paper_table, list(summary["per_class"]))
+        unit = {"voxel": "voxels", "mm": "mm"}.get(str(summary.get("hd95_unit")), str(summary.get("hd95_unit")))
+        ours = format_table_row(summary, table) if table else None
+        if table:
+            header = ["Method", *TABLE_COLUMNS[table]]
+            rows = [[m, *(f"{v:.2f}" for v in values)] for m, values in PAPER_RESULTS[table].items()]
+            note = (
+                f"DSC in %. The paper's rows as published (HD95 in voxels); our row: HD95 in {unit} "
+                f"({summary.get('hd95_method')} definition), {summary['num_cases']} cases."
+            )
+            heading = "Scores beside the paper's " + ("Table 1 (Synapse)" if table == "synapse" else "Table 2 (ACDC)")
+        else:
+            header = ["Class", "DSC (%)", f"HD95 ({unit})"]
+            rows = [[c, f"{100 * v['dsc']:.2f}", f"{v['hd95']:.2f}"] for c, v in summary["per_class"].items()]
+            ours = ["mean", f"{100 * summary['mean_dsc']:.2f}", f"{summary['mean_hd95']:.2f}"]
+            note = (
+                f"Mean over {summary['num_cases']} cases per class, then over classes "
+                f"({summary.get('hd95_method')} HD95 definition)."
+            )
+            heading = "Scores per class"
+        return f"<h2>{heading}</h2>\n" + _html_table(header, rows, ours) + f"<p class='note'>{html.escape(note)}</p>"
+
+    def _case_table(self, results: EvaluationResults) -> str:
+        names = list(self.class_names.values())
+        header = ["Case", *(f"{n} DSC (%)" for n in names)]
+        rows = [[case, *(f"{100 * scores[n]['dice']:.1f}" for n in names)] for case, scores in results.per_case.items()]
+        return "<h2>Dice per case</h2>\n" + _html_table(header, rows)
+
+    def _boxplot_section(self, results: EvaluationResults, files: str) -> str:
+        plt = require_matplotlib()
+        names = list(self.class_names.values())
+        colours = [self.palette[k] for k in self.class_names]
+        unit = "mm" if results.hd95_unit == "mm" else "voxels"
+        fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
+        for ax, metric, label in ((axes[0], "dice", "Dice"), (axes[1], "hd95", f"HD95 ({unit})")):
+            data = [[scores[n][metric] for scores in results.per_case.values()] for n in names]
+            boxes = ax.boxplot(data, patch_artist=True, widths=0.6)
+            for patch, colour in zip(boxes["boxes"], colours):
+                patch.set_facecolor(colour)
+                patch.set_alpha(0.7)
+            ax.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right", fontsize=8)
+            ax.set_ylabel(label)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0].set_ylim(-0.02, 1.02)
+        fig.tight_layout()
+        save_figure(fig, os.path.join(files, "boxplots.png"))
+        return (
+            "<h2>Dice and HD95 per class over the cases</h2>\n"
+            f"<img src='{REPORT_FILES}/boxplots.png' alt='box plots of Dice and HD95 per class'>\n"
+            "<p class='note'>Each box spans the middle half of the cases, the line is the median, whiskers reach "
+            "1.5 times the box, circles are outlying cases.</p>"
+        )
+
+    def _code_section(self, files: str) -> str:
+        plt = require_matplotlib()
+        counts = np.asarray(self.class_code_counts)
+        names = {0: "background", **self.class_names}
+        colours = {0: (0.45, 0.45, 0.45), **self.palette}
+        classes = [k for k in names if k < counts.shape[0] and counts[k].sum() > 0]
+        if not classes:
+            return ""
+        fig, axes = plt.subplots(len(classes), 1, figsize=(8, 1.1 * len(classes) + 0.6), sharex=True, squeeze=False)
+        for ax, k in zip(axes[:, 0], classes):
+            share = counts[k] / counts[k].sum()
+            ax.bar(np.arange(share.size), share, width=1.0, color=colours[k])
+            ax.set_ylabel(names[k], rotation=0, ha="right", va="center", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[-1, 0].set_xlabel("code index")
+        fig.tight_layout()
+        save_figure(fig, os.path.join(files, "codes_per_class.png"))
+        return (
+            "<h2>Codes per class</h2>\n"
+            f"<img src='{REPORT_FILES}/codes_per_class.png' alt='histogram of codes per class'>\n"
+            "<p class='note'>For each class, the share of its pixels (those the network predicts as the class, over "
+            "all evaluated cases) whose bottleneck position uses each code of the codebook; classes the network "
+            "never predicts are left out. Classes served by a few codes of their own are the ones the codebook "
+            "separates; codes shared between classes show where it does not. See docs/interpretability.md.</p>"
+        )
+
+    def _cases_section(self, results: EvaluationResults, files: str) -> str:
+        parts = [
+            "<h2>Cases</h2>\n<p class='note'>Per case, the slice with most ground-truth foreground and the slice "
+            "with the lowest 2-D Dice of any class: image, ground truth, prediction, and the error map (false "
+            "positives, false negatives and wrong classes in the legend's colours).</p>"
+        ]
+        for number, (case, rows) in enumerate(self.cases.items()):
+            scores = results.per_case.get(case, {})
+            mean = np.mean([v["dice"] for v in scores.values()]) if scores else float("nan")
+            fig = slice_figure(rows, self.palette, self.class_names, title=f"{case}: mean Dice {mean:.3f}")
+            name = f"case_{number:04d}.png"
+            save_figure(fig, os.path.join(files, name))
+            parts.append(
+                f"<h3>{html.escape(case)}</h3>\n<img src='{REPORT_FILES}/{name}' alt='{html.escape(case, True)}'>"
+            )
+        return "\n".join(parts)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], ours: Sequence[str] | None = None) -> str:
+    def row(cells: Sequence[str], tag: str = "td", css: str = "") -> str:
+        inner = "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells)
+        return f"<tr{css}>{inner}</tr>"
+
+    lines = ["<table>", row(header, "th"), *(row(r) for r in rows)]
+    if ours is not None:
+        lines.append(row(ours, css=" class='ours'"))
+    lines.append("</table>")
+    return "\n".join(lines)
