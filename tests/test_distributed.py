@@ -21,52 +21,67 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, results: dict) -> None:
-    from tests.networks.test_l2gnet import _synthetic_batch, small_net
+def _in_process_group(rank: int, world_size: int, port: int, train, args: tuple, results: dict) -> None:
+    """``results[rank] = train(rank, world_size, *args)`` inside a gloo process group, then exit at once.
 
+    The process leaves with ``os._exit`` after a barrier instead of tearing the group down: freeing a
+    ``DistributedDataParallel`` reducer and its gloo group at exit can deadlock in torch (the destructor joins a
+    gloo worker thread with the GIL held while that thread waits for the GIL to free a tensor; seen as a test
+    hung for minutes). The results are already with the parent's manager by then.
+    """
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        torch.manual_seed(0)  # same initial weights on both ranks, as a bundle's seed gives
-        net = small_net()
-        # without DDP's buffer broadcast, only the quantizer's own synchronisation keeps the codebooks equal
-        ddp = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
-        loss_fn = L2GNetLoss(network=ddp)
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
-        torch.manual_seed(100 + rank)  # different data (and sampling randomness) on each rank
-        image, label = _synthetic_batch(2)
-        image = image + 0.1 * rank
-        terms = []
-        for step in range(4):
-            if step == 2:  # force restarts: identical dead codes everywhere, replacement vectors from rank 0
-                net.quantizer.ema_cluster_size.data[:8] = 0.0
-            optimizer.zero_grad()
-            loss = loss_fn(ddp(image), label)
-            loss.backward()
-            optimizer.step()
-            terms.append(dict(loss_fn.last_terms))
-        gathered = {}
-        for name, tensor in [
-            ("codebook", net.quantizer.embedding.weight),
-            ("ema_w", net.quantizer.ema_w),
-            ("references", net.mapper.references.detach()),
-            ("conv1", net.encoder.conv1.weight.detach()),
-        ]:
-            copies = [torch.zeros_like(tensor) for _ in range(world_size)]
-            dist.all_gather(copies, tensor.contiguous())
-            gathered[name] = all(torch.equal(copies[0], c) for c in copies[1:])
-        results[rank] = {"synced": gathered, "terms": terms, "restarted": net.quantizer.restarted_codes}
-    finally:
-        dist.destroy_process_group()
+    results[rank] = train(rank, world_size, *args)
+    dist.barrier()
+    os._exit(0)
 
 
-def test_ddp_training_keeps_codebooks_identical_and_passes_the_quantization_loss() -> None:
+def _run_on_two_processes(train, *args) -> dict:
+    """Run ``train`` (a module-level function) on 2 gloo processes; returns ``{rank: result}``."""
     world_size = 2
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_worker, args=(world_size, _free_port(), results), nprocs=world_size, join=True)
-        results = dict(results)
-    for rank in range(world_size):
+        mp.spawn(_in_process_group, args=(world_size, _free_port(), train, args, results), nprocs=world_size)
+        return dict(results)
+
+
+def _train_and_compare(rank: int, world_size: int) -> dict:
+    from tests.networks.test_l2gnet import _synthetic_batch, small_net
+
+    torch.manual_seed(0)  # same initial weights on both ranks, as a bundle's seed gives
+    net = small_net()
+    # without DDP's buffer broadcast, only the quantizer's own synchronisation keeps the codebooks equal
+    ddp = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
+    loss_fn = L2GNetLoss(network=ddp)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
+    torch.manual_seed(100 + rank)  # different data (and sampling randomness) on each rank
+    image, label = _synthetic_batch(2)
+    image = image + 0.1 * rank
+    terms = []
+    for step in range(4):
+        if step == 2:  # force restarts: identical dead codes everywhere, replacement vectors from rank 0
+            net.quantizer.ema_cluster_size.data[:8] = 0.0
+        optimizer.zero_grad()
+        loss = loss_fn(ddp(image), label)
+        loss.backward()
+        optimizer.step()
+        terms.append(dict(loss_fn.last_terms))
+    gathered = {}
+    for name, tensor in [
+        ("codebook", net.quantizer.embedding.weight),
+        ("ema_w", net.quantizer.ema_w),
+        ("references", net.mapper.references.detach()),
+        ("conv1", net.encoder.conv1.weight.detach()),
+    ]:
+        copies = [torch.zeros_like(tensor) for _ in range(world_size)]
+        dist.all_gather(copies, tensor.contiguous())
+        gathered[name] = all(torch.equal(copies[0], c) for c in copies[1:])
+    return {"synced": gathered, "terms": terms, "restarted": net.quantizer.restarted_codes}
+
+
+def test_ddp_training_keeps_codebooks_identical_and_passes_the_quantization_loss() -> None:
+    results = _run_on_two_processes(_train_and_compare)
+    for rank in range(2):
         assert all(results[rank]["synced"].values()), results[rank]["synced"]
         assert all("quantization" in t for t in results[rank]["terms"][1:])
     # rank 0 decided the restart of step 2; both applied the same 8 codes
@@ -115,52 +130,43 @@ def test_sync_batchnorm_converts_on_request_and_refuses_the_cpu() -> None:
     assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
 
 
-def _backbone_worker(rank: int, world_size: int, port: int, backbone: str, results: dict) -> None:
+def _train_backbone(rank: int, world_size: int, backbone: str) -> dict:
     from tests.networks.test_l2gnet import _synthetic_batch, small_net
 
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        torch.manual_seed(0)
-        net = small_net(backbone=backbone)
-        ddp = torch.nn.parallel.DistributedDataParallel(net)  # as the bundle: no find_unused_parameters
-        loss_fn = L2GNetLoss(network=ddp)
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
-        torch.manual_seed(100 + rank)
-        image, label = _synthetic_batch(2)
-        image = image + 0.1 * rank
-        without_gradient: list[str] = []
-        losses = []
-        for step in range(2):  # DDP reports parameters that got no gradient at the next iteration
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(ddp(image), label)
-            loss.backward()
-            if step == 0:
-                without_gradient = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
-            optimizer.step()
-            losses.append(float(loss))
-        encoder_weights = torch.cat([p.detach().flatten() for p in net.encoder.parameters()])
-        copies = [torch.zeros_like(encoder_weights) for _ in range(world_size)]
-        dist.all_gather(copies, encoder_weights)
-        results[rank] = {
-            "without_gradient": without_gradient,
-            "losses": losses,
-            "synced": torch.equal(copies[0], copies[1]),
-            "encoder_parameters": sum(p.numel() for p in net.encoder.parameters()),
-        }
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    net = small_net(backbone=backbone)
+    ddp = torch.nn.parallel.DistributedDataParallel(net)  # as the bundle: no find_unused_parameters
+    loss_fn = L2GNetLoss(network=ddp)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
+    torch.manual_seed(100 + rank)
+    image, label = _synthetic_batch(2)
+    image = image + 0.1 * rank
+    without_gradient: list[str] = []
+    losses = []
+    for step in range(2):  # DDP reports parameters that got no gradient at the next iteration
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(ddp(image), label)
+        loss.backward()
+        if step == 0:
+            without_gradient = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+        optimizer.step()
+        losses.append(float(loss))
+    encoder_weights = torch.cat([p.detach().flatten() for p in net.encoder.parameters()])
+    copies = [torch.zeros_like(encoder_weights) for _ in range(world_size)]
+    dist.all_gather(copies, encoder_weights)
+    return {
+        "without_gradient": without_gradient,
+        "losses": losses,
+        "synced": torch.equal(copies[0], copies[1]),
+        "encoder_parameters": sum(p.numel() for p in net.encoder.parameters()),
+    }
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet-b0"])
 def test_every_backbone_family_trains_under_ddp_with_every_parameter_used(backbone: str) -> None:
     """One family per kind of encoder L2GNet builds (torchvision-layout ResNets, MONAI's EfficientNets)."""
-    world_size = 2
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(_backbone_worker, args=(world_size, _free_port(), backbone, results), nprocs=world_size, join=True)
-        results = dict(results)
-    for rank in range(world_size):
+    results = _run_on_two_processes(_train_backbone, backbone)
+    for rank in range(2):
         assert results[rank]["without_gradient"] == [], results[rank]["without_gradient"]
         assert all(math.isfinite(v) for v in results[rank]["losses"])
         assert results[rank]["synced"]
