@@ -338,7 +338,7 @@ class L2GNetCLI:
         overrides: Any = None,
         bins: int = 4,
     ) -> None:
-        """Draw what a trained bundle's L2GNet bottleneck does with one axial slice of a volume: four PNGs.
+        """Draw what a trained bundle's L2GNet bottleneck does with one slice of a volume: four PNGs.
 
         The volume goes through the bundle's preprocessing (configs/inference.json, e.g. RAS orientation, intensity
         normalisation, resizing); the slice is the one with most predicted foreground unless --slice is given.
@@ -350,15 +350,17 @@ class L2GNetCLI:
         docs/interpretability.md explains how to read them.
 
         Examples:
-            l2gnet-monai explain bundle bundle/data/phantom/imagesTr/phantom_0020.nii.gz --overrides configs/cpu.json
+            l2gnet-monai explain bundle bundle/data/phantom/imagesTr/phantom_0020.nii.gz
             l2gnet-monai explain my_bundle ct.nii.gz --slice 40 --output_dir pictures/
 
         Args:
             bundle_dir: the trained bundle (configs/inference.json, models/model.pt).
             image: the volume to explain.
             output_dir: where to write the PNGs (created if needed).
-            slice: the axial slice of the preprocessed volume (default: most predicted foreground).
-            overrides: config override files the bundle was trained with, comma-separated (e.g. configs/cpu.json).
+            slice: the slice of the preprocessed volume, across the axis the model was trained to slice (axial for
+                the paper's data; default: most predicted foreground).
+            overrides: config override files merged over configs/inference.json, comma-separated; not needed for a
+                bundle trained with this version (its models/plan.json holds the classes and network settings).
             bins: bins per reference in sources.png.
         """
         from l2gnet_monai.interpret import explain_volume

@@ -5,9 +5,10 @@
 #     http://www.apache.org/licenses/LICENSE-2.0
 """Pictures of what a trained bundle's bottleneck does with one slice (``l2gnet-monai explain``).
 
-:func:`explain_volume` loads a bundle's network and preprocessing (``configs/inference.json`` plus overrides,
-``models/model.pt``), preprocesses a volume, picks an axial slice (the one with most predicted foreground unless
-given) and calls :meth:`L2GNet.explain <l2gnet_monai.networks.L2GNet.explain>` on it. It writes four PNGs:
+:func:`explain_volume` loads a bundle's network and preprocessing (``configs/inference.json``, which reads the
+training plan beside ``models/model.pt``), preprocesses a volume, picks a slice across the axis the model was
+trained to slice (the one with most predicted foreground unless given) and calls
+:meth:`L2GNet.explain <l2gnet_monai.networks.L2GNet.explain>` on it. It writes four PNGs:
 
 * ``code_map.png``: the image, the prediction, and the vector quantizer's code at each bottleneck position
   (``16 x 16`` pixels) drawn over the image, one colour per code, the most used codes named in the legend;
@@ -22,7 +23,6 @@ docs/interpretability.md explains how to read them.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -56,15 +56,16 @@ def load_bundle(bundle_dir: str | os.PathLike, overrides: Sequence[str] = ()) ->
 
     Args:
         bundle_dir: the bundle folder (``configs/inference.json``, ``models/model.pt``).
-        overrides: config override files merged over ``inference.json`` in order, e.g. the ``configs/cpu.json``
-            the bundle was trained with (its network settings must match the checkpoint's).
+        overrides: config override files merged over ``inference.json`` in order. Not needed for a bundle trained
+            with this version: ``inference.json`` reads the training plan (``models/plan.json``: classes, slicing
+            axis, network settings) beside the checkpoint.
 
     Returns:
-        ``{"network", "preprocessing", "modality", "class_names", "sw_batch_size", "device"}``.
+        ``{"network", "preprocessing", "modality", "class_names", "slice_axis"}``.
 
     Raises:
         FileNotFoundError: no inference config, override file or checkpoint.
-        ValueError: the checkpoint does not fit the configured network (the message says to pass the overrides).
+        ValueError: the checkpoint does not fit the configured network (the message names the mismatch).
     """
     from monai.bundle import ConfigParser
 
@@ -88,26 +89,16 @@ def load_bundle(bundle_dir: str | os.PathLike, overrides: Sequence[str] = ()) ->
     state = state.get("model", state) if isinstance(state, Mapping) else state
     try:
         network.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ValueError(
-            f"checkpoint {checkpoint} does not fit the network of {config} ({first}); pass the override files the "
-            "bundle was trained with, e.g. --overrides configs/cpu.json"
-        ) from err
-    class_names = {k: f"class {k}" for k in range(1, int(parser.get_parsed_content("num_classes")))}
-    metadata = bundle / "configs" / "metadata.json"
-    if metadata.is_file():
-        meta = json.loads(metadata.read_text(encoding="utf-8"))
-        channels = meta.get("network_data_format", {}).get("outputs", {}).get("pred", {}).get("channel_def", {})
-        named = {int(k): str(v) for k, v in channels.items() if str(k).isdigit() and int(k) != 0}
-        if set(named) == set(class_names):
-            class_names = named
+    except RuntimeError as err:  # L2GNet's CheckpointMismatchError names the mismatch and the fix
+        raise ValueError(f"checkpoint {checkpoint}: {str(err).strip()}") from err
+    # the classes the model was trained on: the plan beside the checkpoint (inference.json reads it)
+    class_names = {int(k): str(v) for k, v in parser.get_parsed_content("class_names").items() if int(k) != 0}
     return {
         "network": network.eval(),
         "preprocessing": parser.get_parsed_content("preprocessing"),
         "modality": str(parser.get_parsed_content("modality")),
         "class_names": class_names,
-        "sw_batch_size": int(parser.get("sw_batch_size", 8)),
+        "slice_axis": int(parser.get_parsed_content("slice_axis")),
     }
 
 
@@ -295,8 +286,8 @@ def code_usage_figure(code_counts: np.ndarray, title: str = "") -> Any:
     return fig
 
 
-def _pick_slice(network: torch.nn.Module, volume: torch.Tensor, batch: int) -> int:
-    """The axial slice with the most predicted foreground."""
+def _pick_slice(network: torch.nn.Module, volume: torch.Tensor, batch: int = 8) -> int:
+    """The slice (along the last axis) with the most predicted foreground."""
     foreground = []
     with torch.no_grad():
         for start in range(0, volume.shape[-1], batch):
@@ -313,15 +304,16 @@ def explain_volume(
     overrides: Sequence[str] = (),
     num_bins: int = 4,
 ) -> dict[str, str]:
-    """Write the four pictures of :mod:`l2gnet_monai.interpret` for one axial slice of a volume.
+    """Write the four pictures of :mod:`l2gnet_monai.interpret` for one slice of a volume (across the plan's axis).
 
     Args:
         bundle_dir: a trained bundle.
         image: the volume (NIfTI or anything the bundle's ``LoadImaged`` reads).
         output_dir: where to write the PNGs (created if needed).
-        slice_index: the axial slice, in the preprocessed (RAS) volume; ``None``: the slice with most predicted
+        slice_index: the slice across the plan's slicing axis (axial for the paper's data), in the preprocessed
+            (RAS) volume; ``None``: the slice with most predicted
             foreground.
-        overrides: config overrides the bundle was trained with.
+        overrides: config override files (see :func:`load_bundle`).
         num_bins: bins per reference in ``sources.png`` (the largest parts of the partition).
 
     Returns:
@@ -332,22 +324,22 @@ def explain_volume(
     if not callable(getattr(network, "explain", None)):
         raise ValueError(f"explain: the bundle's network_def is a {type(network).__name__}, not an L2GNet.")
     if getattr(network, "spatial_dims", 2) != 2:
-        raise ValueError("explain: the bundle's network must be 2-D (it explains one axial slice).")
+        raise ValueError("explain: the bundle's network must be 2-D (it explains one slice).")
     if not os.path.isfile(image):
         raise FileNotFoundError(f"image {image} does not exist")
     data = loaded["preprocessing"]({"image": str(image)})
-    volume = torch.as_tensor(data["image"]).float()  # (C, H, W, D), RAS after the bundle's Orientationd
+    # (C, *RAS) after the bundle's Orientationd; the axis the model slices across (the plan's) goes last
+    axes = [a for a in range(3) if a != loaded["slice_axis"]] + [loaded["slice_axis"]]
+    volume = torch.as_tensor(data["image"]).float().permute(0, *(a + 1 for a in axes))
     depth = volume.shape[-1]
     if slice_index is None:
-        slice_index = _pick_slice(network, volume, loaded["sw_batch_size"])
+        slice_index = _pick_slice(network, volume)
     elif not 0 <= int(slice_index) < depth:
-        raise ValueError(
-            f"explain: --slice {slice_index} is outside the volume's {depth} axial slices (0..{depth - 1})"
-        )
+        raise ValueError(f"explain: --slice {slice_index} is outside the volume's {depth} slices (0..{depth - 1})")
     slice_index = int(slice_index)
     x = volume[None, ..., slice_index]  # (1, C, H, W)
     out = network.explain(x)
-    axcodes = ("R", "A", "S")
+    axcodes = tuple("RAS"[a] for a in axes)
     grey = display_image(x[0, 0].numpy(), "CT", (0.0, 1.0)) if loaded["modality"] == "CT" else None
     if grey is None:
         grey = display_image(x[0, 0].numpy(), "MRI", None)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.bundle.conftest import SMOKE, config_files, run_cli, run_workflow
+from tests.bundle.conftest import config_files, run_cli, run_workflow
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -68,22 +69,24 @@ def test_explain_command_draws_a_smoke_trained_bundle(trained_bundle: Path, tmp_
     image = sorted((trained_bundle / "data" / "phantom_smoke" / "imagesTr").glob("*.nii.gz"))[0]
     out = tmp_path / "pictures"
     args = ["-m", "l2gnet_monai", "explain", str(trained_bundle), str(image), "--output_dir", str(out)]
-    result = run_cli([*args, "--overrides", str(SMOKE)], cwd=tmp_path)
+    result = run_cli(args, cwd=tmp_path)  # no override: the plan beside model.pt describes the network
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("slice ")
     assert sorted(p.name for p in out.iterdir()) == ["bins.png", "code_map.png", "code_usage.png", "sources.png"]
     for p in out.iterdir():
         assert p.read_bytes()[:8] == PNG
     # the same slice given explicitly; then the errors a user meets first, as one line each
-    again = run_cli([*args, "--overrides", str(SMOKE), "--slice", "3"], cwd=tmp_path)
+    again = run_cli([*args, "--slice", "3"], cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.startswith("slice 3:"), again.stderr
-    outside = run_cli([*args, "--overrides", str(SMOKE), "--slice", "99"], cwd=tmp_path)
+    outside = run_cli([*args, "--slice", "99"], cwd=tmp_path)
     assert outside.returncode == 1 and "--slice 99 is outside" in outside.stderr
     assert "Traceback" not in outside.stderr
-    no_overrides = run_cli(args, cwd=tmp_path)
-    assert (
-        no_overrides.returncode == 1 and "--overrides" in no_overrides.stderr and "Traceback" not in no_overrides.stderr
-    )
+    # weights without their plan: the default network does not fit them, and the message says what they hold
+    planless = shutil.copytree(trained_bundle, tmp_path / "planless", ignore=shutil.ignore_patterns("data", "eval"))
+    (planless / "models" / "plan.json").unlink()
+    mismatch = run_cli([*args[:3], str(planless), *args[4:]], cwd=tmp_path)
+    assert mismatch.returncode == 1 and "does not fit" in mismatch.stderr and "resnet18" in mismatch.stderr
+    assert "Traceback" not in mismatch.stderr
 
 
 def test_inference_previews_are_off_by_default_and_one_png_per_volume_when_on(trained_bundle: Path, tmp_path) -> None:
