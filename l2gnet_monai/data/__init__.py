@@ -24,6 +24,7 @@ _LAZY = {
     "load_split": "l2gnet_monai.data.datalist",
     "resolve_datalist": "l2gnet_monai.data.datalist",
     "SliceDataset": "l2gnet_monai.data.slices",
+    "check_batches": "l2gnet_monai.data.slices",
     "ensure_phantom_dataset": "l2gnet_monai.data.phantom",
     "generate_phantom_dataset": "l2gnet_monai.data.phantom",
     "DatasetError": "l2gnet_monai.data.msd",

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["SliceDataset"]
+from l2gnet_monai.data.msd import DatasetError
+
+__all__ = ["SliceDataset", "check_batches"]
 
 
 class SliceDataset(Dataset):
@@ -70,3 +72,22 @@ class SliceDataset(Dataset):
             sample[key] = tensor.select(self.tensor_axis, z).clone()
         sample["volume_index"], sample["slice_index"] = volume_index, z
         return self.transform(sample) if self.transform is not None else sample
+
+
+def check_batches(loader: DataLoader, name: str = "train#dataloader") -> DataLoader:
+    """``loader``, or a :class:`DatasetError` when it yields no batch at all.
+
+    The training loader drops an incomplete last batch (``drop_last``), so a dataset with fewer slices than
+    ``batch_size`` (per process, under ``DistributedSampler``) would train for zero iterations without a word.
+
+    Args:
+        loader: the training data loader.
+        name: the config key, for the message.
+    """
+    if len(loader) == 0:
+        samples = len(loader.sampler) if loader.sampler is not None else len(loader.dataset)  # type: ignore[arg-type]
+        raise DatasetError(
+            f"{name}: {samples} training slices per process make no full batch of {loader.batch_size} "
+            "(incomplete batches are dropped); set --batch_size to at most that, or add training volumes."
+        )
+    return loader

@@ -98,3 +98,15 @@ def test_nan_image_stops_training_on_the_command_line(fresh_bundle: Path, tmp_pa
     assert f"train::dataset::data[0]['image']: '{victim}' holds 1 NaN or infinite voxel(s)" in result.stderr
     assert _written(fresh_bundle) == [] and not (fresh_bundle / "eval").exists()
     assert json.loads((dataset / "dataset.json").read_text())["training"]  # the dataset itself is untouched
+
+
+def test_fewer_slices_than_one_batch_stop_training_instead_of_training_nothing(fresh_bundle: Path, tmp_path) -> None:
+    dataset = make_msd_dataset(tmp_path / "Task_small", validation=True)  # 3 training volumes of 6 slices
+    _stops_in_initialize(
+        fresh_bundle,
+        ("train",),
+        "train::dataloader: 18 training slices per process make no full batch of 24",
+        "set --batch_size to at most that",
+        dataset_dir=str(dataset),
+        batch_size=24,
+    )
