@@ -3,7 +3,8 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Where a process of a ``torchrun`` job runs and what it writes: device, main process, SyncBatchNorm."""
+"""Where a process of a ``torchrun`` job runs and what it writes: device, main process, SyncBatchNorm, and the
+buffers every rank validates with."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import os
 
 import torch
 import torch.distributed as dist
+from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["is_main_process", "local_device", "sync_batchnorm"]
+__all__ = ["is_main_process", "local_device", "sync_batchnorm", "BroadcastBuffers"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -89,3 +91,33 @@ def sync_batchnorm(network: nn.Module, enabled: bool, device: torch.device | str
             "Set sync_batchnorm to false for CPU (gloo) training."
         )
     return nn.SyncBatchNorm.convert_sync_batchnorm(network)
+
+
+class BroadcastBuffers:
+    """Copies rank 0's buffers (batch-norm running statistics, the codebook) to every rank when an evaluator starts.
+
+    ``DistributedDataParallel`` broadcasts buffers from rank 0 before each training forward pass, and that pass
+    then updates each rank's batch-norm statistics from its own slices: after an epoch they differ by rank.
+    Validation runs the wrapped module directly (:class:`~l2gnet_monai.inference.TunedSliceInferer` makes no
+    collective calls, as ranks may validate different numbers of volumes), so without this each rank would score
+    its share of the volumes with its own statistics, not with those of the model rank 0 saves. Every rank runs
+    the evaluator at the same time (``ValidationHandler``), so the one broadcast per round is safe. A no-op
+    outside ``torch.distributed``.
+
+    Args:
+        network: the network, usually its ``DistributedDataParallel`` wrapper.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network = network
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine | None = None) -> None:
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        module = self.network.module if isinstance(self.network, nn.parallel.DistributedDataParallel) else self.network
+        for buffer in module.buffers():
+            if buffer.dtype != torch.bool:  # flags (the codebook's "initialized") agree already; gloo has no bool
+                dist.broadcast(buffer, src=0)

@@ -178,3 +178,27 @@ def test_the_backbone_families_tested_are_all_that_monai_registers() -> None:
 
     families = {entry["type"].__name__ for entry in FLEXUNET_BACKBONE.register_dict.values()}
     assert families <= {"ResNetEncoder", "EfficientNetEncoder"}, families
+
+
+def _broadcast_after_local_updates(rank: int, world_size: int) -> dict:
+    from l2gnet_monai.distributed import BroadcastBuffers
+    from tests.networks.test_l2gnet import _synthetic_batch, small_net
+
+    torch.manual_seed(0)
+    net = small_net()
+    ddp = torch.nn.parallel.DistributedDataParallel(net)
+    torch.manual_seed(100 + rank)
+    image, _ = _synthetic_batch(2)
+    ddp(image + rank)  # a training pass: each rank's batch norms update from its own slices
+    before = net.encoder.bn1.running_mean.clone()
+    BroadcastBuffers(ddp)()
+    after = net.encoder.bn1.running_mean
+    copies = [torch.zeros_like(after) for _ in range(world_size)]
+    dist.all_gather(copies, after)
+    return {"differed": not torch.equal(before, copies[0]) or rank == 0, "equal": torch.equal(copies[0], copies[1])}
+
+
+def test_validation_starts_from_rank_zeros_batch_norm_statistics() -> None:
+    results = _run_on_two_processes(_broadcast_after_local_updates)
+    assert results[1]["differed"], "the test needs rank-local statistics to start from"
+    assert results[0]["equal"] and results[1]["equal"]
