@@ -175,7 +175,9 @@ class TunedSliceInferer(SliceInferer):
         sw_batch_size: slices per network call, or ``"auto"`` to measure it.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see :func:`resolve_precision`).
         channels_last: run the network and its inputs in ``channels_last`` memory format.
-        compile: wrap the network in ``torch.compile`` (compiles on the first call: slow once).
+        compile: wrap the network in ``torch.compile`` (compiles on the first call: ~1 min for a small L2GNet on
+            2 CPU cores, then the same output as eager). With ``sw_batch_size="auto"`` every batch size tried
+            compiles again: give a fixed batch size with ``compile=True``.
         max_batch_size: the largest batch that ``"auto"`` tries (also capped by the number of slices).
         kwargs: other arguments of :class:`~monai.inferers.SlidingWindowInferer` (``overlap``, ``mode``,
             ``sw_device``, ``device``, ``progress``, ...).
