@@ -13,8 +13,8 @@ decide its speed made for the machine it runs on:
   of compute capability >= 8.0, in float16 on older GPUs, and in float32 otherwise (:func:`resolve_precision`).
   L2GNet's quantizer and optimal-transport mapper run in float32 inside autocast regardless.
 * **memory format**: ``channels_last`` for the network and its inputs (oneDNN and cuDNN convolutions are
-  faster in NHWC; on a 2-core AVX-512 CPU the ResNet50 L2GNet ran 1.1x faster in fp32 and 1.2x faster under
-  bf16 than with NHWC inputs alone, which are slower than NCHW).
+  faster in NHWC; on a 2-core AVX-512 CPU the ResNet50 L2GNet ran 1.3x faster in fp32 and 1.2x faster under
+  bf16 than with NHWC inputs alone, which are slower than NCHW: the network must be converted too).
 * **batch size** (``sw_batch_size="auto"``): measured on the first volume, by timing the network on
   1, 2, 4, ... of its slices until the throughput stops growing (:func:`measure_batch_size`).
 
