@@ -84,8 +84,11 @@ if [ -n "$wheelhouse" ]; then
     }
     constraints="$out/constraints.txt"
     echo "torch==$torch_version" > "$constraints"
+    # the dependencies (what is already installed stays), then this project's wheel itself, replacing any older copy
     PIP_CONSTRAINT="" "$PYTHON" -m pip install --no-index --find-links "$wheelhouse" -c "$constraints" \
         l2gnet-monai pytest 2>&1 | tee "$out/install.log"
+    PIP_CONSTRAINT="" "$PYTHON" -m pip install --no-index --no-deps --force-reinstall -c "$constraints" \
+        "$wheelhouse"/l2gnet_monai-*.whl 2>&1 | tee -a "$out/install.log"
     echo "installed from $wheelhouse; torch kept at $torch_version"
 fi
 
@@ -95,6 +98,8 @@ if [ "$device" = "cuda" ]; then
 fi
 
 cd "$REPO"
+# the checks import the checkout they come with (the wheelhouse's project wheel is made from it)
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 echo "== CUDA-only tests (pytest -m cuda)"
 # exit status 5 = no test ran; skips on CPU are the expected outcome there
 "$PYTHON" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider --junitxml="$out/pytest.xml" || true
