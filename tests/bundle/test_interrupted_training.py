@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,10 +16,28 @@ import torch
 from tests.bundle.conftest import REPO, config_files, copy_bundle
 
 MAX_EPOCHS = 3
+#: where the first run stops to be killed: iteration 9 of the second epoch (18 iterations per epoch)
+PAUSE_AT = 27
 
 
-def _start(bundle: Path, phantom_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
-    files = ",".join(f"'{f}'" for f in config_files(bundle, "train"))
+def _pause_override(tmp_path: Path, marker: Path) -> Path:
+    """A test-only override: after iteration ``PAUSE_AT`` the run touches ``marker`` and sleeps, to be killed there.
+
+    Killing after a fixed delay instead was flaky: on a quiet machine the smoke run finished its epochs first.
+    """
+    hook = (
+        f"$@train#trainer.add_event_handler(ignite.engine.Events.ITERATION_COMPLETED(once={PAUSE_AT}), "
+        f"lambda engine: (open({str(marker)!r}, 'w').close(), time.sleep(600)))"
+    )
+    override = tmp_path / "pause_mid_epoch.json"
+    override.write_text(json.dumps({"run": ["$import time", hook, "$@train#trainer.run()"]}))
+    return override
+
+
+def _start(
+    bundle: Path, phantom_dir: Path, log: Path, *extra: str, overrides: tuple[Path, ...] = ()
+) -> subprocess.Popen:
+    files = ",".join(f"'{f}'" for f in [*config_files(bundle, "train"), *map(str, overrides)])
     args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", f"[{files}]"]
     # batch 2: 18 iterations per epoch; no validation, so checkpoint_latest.pt is the only checkpoint until the end
     args += ["--max_epochs", str(MAX_EPOCHS), "--batch_size", "2", "--val_interval", "100"]
@@ -40,15 +59,15 @@ def test_a_run_killed_mid_epoch_resumes_from_latest_and_loses_at_most_one_epoch(
     phantom = trained_bundle / "data" / "phantom_smoke"
     latest = bundle / "models" / "checkpoint_latest.pt"
     first_log = tmp_path / "first.log"
-    process = _start(bundle, phantom, first_log)
+    marker = tmp_path / "paused"
+    process = _start(bundle, phantom, first_log, overrides=(_pause_override(tmp_path, marker),))
     try:
         deadline = time.monotonic() + 300
-        state = None
-        while state is None and time.monotonic() < deadline and process.poll() is None:
+        while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-            state = _latest_state(latest)  # the file is replaced atomically, so any version read is whole
-        assert state is not None, "no checkpoint_latest.pt after the first epoch:\n" + first_log.read_text()[-3000:]
-        time.sleep(2.0)  # into the second epoch (about 18 x 0.3 s)
+        assert marker.exists(), (
+            "the run never reached the middle of its second epoch:\n" + first_log.read_text()[-3000:]
+        )
         assert process.poll() is None, "training ended before it could be killed"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -58,8 +77,9 @@ def test_a_run_killed_mid_epoch_resumes_from_latest_and_loses_at_most_one_epoch(
     assert process.returncode == -signal.SIGKILL
 
     saved = _latest_state(latest)
+    assert saved is not None, "no checkpoint_latest.pt after the first epoch:\n" + first_log.read_text()[-3000:]
     steps = saved["epoch_length"]
-    assert saved["iteration"] % steps == 0 and 1 <= saved["iteration"] // steps < MAX_EPOCHS  # an epoch's end
+    assert saved["iteration"] == steps  # the end of the first epoch: the last checkpoint before the kill
     # the work done before the kill, from the progress bar: "Epoch [e/3]: [i/18]" after each iteration
     progress = re.findall(r"Epoch \[(\d+)/\d+\]: \[(\d+)/\d+\]", first_log.read_text())
     epoch, iteration = map(int, progress[-1])
