@@ -41,7 +41,17 @@ from typing import Any, Callable, Dict, List, Optional
 import nibabel as nib
 import numpy as np
 import torch
-from _common import contention_warning, cpu_pressure, format_table, machine_info, median, setup_device, write_json
+from _common import (
+    contention_warning,
+    cpu_pressure,
+    format_table,
+    machine_info,
+    median,
+    setup_device,
+    synchronize,
+    timed,
+    write_json,
+)
 from monai.bundle import ConfigParser
 from monai.inferers import SliceInferer
 from monai.networks.nets import FlexibleUNet
@@ -90,19 +100,6 @@ def cpu_flags() -> List[str]:
     except OSError:
         pass
     return []
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _seconds(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def matmul_tasks(size: int, device: torch.device) -> Dict[str, Callable[[], Any]]:
@@ -175,7 +172,7 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
             order = names[round_index % len(names) :] + names[: round_index % len(names)]
             for name in order:
                 task = tasks[name]
-                times[name].append(_seconds(lambda task=task: task(volume), device))
+                times[name].append(timed(lambda task=task: task(volume), device))
     for name in names:
         if name.startswith("matmul-"):
             dtype = name.split("-", 1)[1]
@@ -278,7 +275,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
         with torch.no_grad():
             start = time.perf_counter()
             pred = inferer(image[None].to(device), network)
-            _sync(device)
+            synchronize(device)
             stages["slice inference"] += time.perf_counter() - start
         data = {"image": image, "pred": pred[0]}
         for transform in postprocessing:
