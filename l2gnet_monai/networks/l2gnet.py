@@ -252,6 +252,7 @@ class L2GNet(nn.Module):
         return logits[:, :, : spatial[0], : spatial[1], : spatial[2]]
 
     @torch.jit.unused
+    @torch.compiler.disable  # mutates Python counters: compiled, every new count would recompile the graph
     def _record_outputs(self, quantization_loss: torch.Tensor) -> None:
         self._forward_count += 1
         if not self.training:

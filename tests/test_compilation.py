@@ -1,0 +1,85 @@
+"""Compiled inference: same answer as eager, padded last batch, new weights noticed, no compiler handled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._inductor.config as inductor_config
+
+from l2gnet_monai.compilation import CompilationError, CompiledInference, compiler_available, weights_version
+from l2gnet_monai.inference import TunedSliceInferer
+from tests.networks.test_l2gnet import small_net
+
+pytestmark = pytest.mark.skipif(not compiler_available(torch.device("cpu"))[0], reason="no C++ compiler for Inductor")
+
+
+@pytest.fixture
+def net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    network = small_net()
+    network.train()
+    network(torch.randn(4, 1, 64, 64))  # initialises the codebook
+    return network.eval()
+
+
+def _perturb(network: torch.nn.Module) -> None:
+    """What an optimizer step or a checkpoint load does: new values, in place."""
+    with torch.no_grad():
+        network.segmentation_head[0].weight.mul_(-1.5)
+        network.encoder.conv1.weight.mul_(1.2)
+
+
+def test_auto_compiles_after_its_eager_budget_and_gives_eager_output(net) -> None:
+    volume = torch.randn(1, 1, 64, 64, 5)  # 5 slices in batches of 2: the last batch is padded
+    eager = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")
+    engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile="auto", compile_after=0.5)
+    with torch.no_grad():
+        expected = eager(volume, net)
+        first = engine(volume, net)
+        assert engine.compiled(net) is None, "a first volume under the budget must run eagerly"
+        while engine._eager_seconds[net] < engine.compile_after:
+            engine(volume, net)
+        compiled_out = engine(volume, net)
+    compiled = engine.compiled(net)
+    assert compiled is not None and compiled.compilations == 1 and compiled.batch_size == 2
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(compiled_out, expected, atol=1e-4, rtol=1e-4)
+
+    _perturb(net)  # "auto" + new weights: a model in training goes back to eager for good
+    with torch.no_grad():
+        after = engine(volume, net)
+        torch.testing.assert_close(after, eager(volume, net))
+    assert engine.compiled(net) is None
+    assert not torch.allclose(after, compiled_out, atol=1e-3)
+
+
+def test_compile_true_compiles_again_when_the_weights_change(net) -> None:
+    x = torch.randn(3, 1, 64, 64)
+    compiled = CompiledInference(net, batch_size=4)
+    version = weights_version(net)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), net(x), atol=1e-4, rtol=1e-4)
+        assert compiled(x).shape == (3, 3, 64, 64) and not compiled.stale()
+        _perturb(net)
+        assert weights_version(net) != version and compiled.stale()
+        torch.testing.assert_close(compiled(x), net(x), atol=1e-4, rtol=1e-4)
+    assert compiled.compilations == 2
+    with pytest.raises(ValueError, match="compiled for at most 4"):
+        compiled(torch.randn(5, 1, 64, 64))
+
+
+def test_without_a_cpp_compiler_true_says_so_and_auto_stays_eager(net, monkeypatch) -> None:
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    assert not compiler_available(torch.device("cpu"))[0]
+    volume = torch.randn(1, 1, 64, 64, 3)
+    with torch.no_grad():
+        with pytest.raises(CompilationError, match=r"compile=True.*C\+\+ compiler.*compile to false or 'auto'"):
+            TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile=True)(volume, net)
+        engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile="auto", compile_after=0)
+        out = engine(volume, net)
+    assert engine.compiled(net) is None and out.shape == (1, 3, 64, 64, 3)
+
+
+def test_bad_compile_setting_is_named() -> None:
+    with pytest.raises(ValueError, match="compile must be false, true or 'auto'"):
+        TunedSliceInferer(roi_size=(64, 64), compile="yes")
