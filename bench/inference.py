@@ -13,7 +13,11 @@ in each setting:
 * ``batch+cl-fp32``: :class:`~l2gnet_monai.inference.TunedSliceInferer` in float32 with ``channels_last`` and
   the batch size the engine measured;
 * ``batch+cl-bf16``: the same under ``torch.autocast(bfloat16)``;
-* ``engine-auto``: the engine as the bundle configures it (``precision="auto"``, measured batch size).
+* ``engine-auto``: the engine as the bundle configures it for a first volume (``precision="auto"``, measured
+  batch size, eager);
+* ``compiled-fp32``: ``batch+cl-fp32`` compiled (``compile=True``: ``torch.compile``, weights frozen);
+* ``engine-compiled``: ``engine-auto`` compiled, what the bundle's ``compile: "auto"`` runs once a folder or a
+  server has spent its eager budget. The compilation happens in the warm-up round; its time is reported apart.
 
 The machine's dense matmul peaks (``torch.mm`` of ``--matmul`` square matrices, float32 and bfloat16; the best
 round) are timed in the same interleaved rounds, so that the networks' throughput can be read as a share of the peak
@@ -24,8 +28,8 @@ rounds, and the median over rounds of each setting's speed-up on MONAI's default
 CT-like volume of ``--volume`` voxels saved as NIfTI, timed stage by stage: load, reorient, window, resize,
 slice inference, softmax + invert + argmax, save.
 
-``--quick`` is a smoke run (small networks, 64 x 64 slices, one round) for CI; it checks the plumbing, not
-the speed.
+``--quick`` is a smoke run (small networks, 64 x 64 slices, one round, no compiled settings) for CI; it checks
+the plumbing, not the speed.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 9
 BASELINE = "monai-defaults"
 SETTINGS = ("monai-defaults", "bundle-before", "batch+cl-fp32", "batch+cl-bf16", "engine-auto")
+COMPILED_SETTINGS = ("compiled-fp32", "engine-compiled")
 CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx2")
 
 
@@ -115,28 +120,42 @@ def matmul_tasks(size: int, device: torch.device) -> Dict[str, Callable[[], Any]
     return tasks
 
 
-def inference_settings(contiguous: nn.Module, tuned: nn.Module, size: int, batch: int) -> Dict[str, Callable]:
+def inference_settings(
+    contiguous: nn.Module, tuned: nn.Module, size: int, batch: int, compiled: bool
+) -> Dict[str, Callable]:
     """The compared settings as ``volume -> logits`` callables.
 
     ``contiguous`` is the network as MONAI users have it; ``tuned`` is a copy that the engine converts to
-    ``channels_last`` (in place, on its first call); ``batch`` is the batch size the engine measured.
+    ``channels_last`` (in place, on its first call); ``batch`` is the batch size the engine measured;
+    ``compiled`` adds the compiled settings (each callable then has an ``inferer`` attribute).
     """
 
     def plain(sw: int) -> Callable:
         inferer = SliceInferer(roi_size=(size, size), spatial_dim=2, sw_batch_size=sw)
         return lambda volume: inferer(volume, contiguous)
 
-    def engine(precision: str, sw: Any) -> Callable:
-        inferer = TunedSliceInferer(roi_size=(size, size), spatial_dim=2, sw_batch_size=sw, precision=precision)
-        return lambda volume: inferer(volume, tuned)
+    def engine(precision: str, sw: Any, compile: bool = False) -> Callable:
+        inferer = TunedSliceInferer(
+            roi_size=(size, size), spatial_dim=2, sw_batch_size=sw, precision=precision, compile=compile
+        )
 
-    return {
+        def run(volume: torch.Tensor) -> torch.Tensor:
+            return inferer(volume, tuned)
+
+        run.inferer, run.network = inferer, tuned  # type: ignore[attr-defined]
+        return run
+
+    settings = {
         "monai-defaults": plain(1),
         "bundle-before": plain(24),
         "batch+cl-fp32": engine("fp32", batch),
         "batch+cl-bf16": engine("bf16", batch),
         "engine-auto": engine("auto", "auto"),
     }
+    if compiled:
+        settings["compiled-fp32"] = engine("fp32", batch, compile=True)
+        settings["engine-compiled"] = engine("auto", batch, compile=True)
+    return settings
 
 
 def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]:
@@ -161,13 +180,19 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
             "engine_batch_size": batch,
             "engine_measured_slices_per_s": engine.batch_size_measurements,
         }
-        for setting, fn in inference_settings(net, tuned, size, batch).items():
+        for setting, fn in inference_settings(net, tuned, size, batch, compiled=not args.quick).items():
             tasks[f"{net_name}/{setting}"] = fn
     times: Dict[str, List[float]] = {k: [] for k in tasks}
     names = list(tasks)
+    compile_seconds: Dict[str, float] = {}
     with torch.no_grad():
-        for name in names:  # warm-up
+        for name in names:  # warm-up (and the compilations)
+            start = time.perf_counter()
             tasks[name](volume)
+            inferer = getattr(tasks[name], "inferer", None)
+            if inferer is not None and inferer.compile:
+                compiled = inferer.compiled(tasks[name].network)  # type: ignore[attr-defined]
+                compile_seconds[name] = compiled.compile_seconds if compiled else time.perf_counter() - start
         for round_index in range(args.rounds):
             order = names[round_index % len(names) :] + names[: round_index % len(names)]
             for name in order:
@@ -184,7 +209,7 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
         base = times[f"{net_name}/{BASELINE}"]
         entry = results["networks"][net_name]
         entry["settings"] = {}
-        for setting in SETTINGS:
+        for setting in SETTINGS + (() if args.quick else COMPILED_SETTINGS):
             t = times[f"{net_name}/{setting}"]
             dtype = _setting_dtype(setting, device)
             peak = results["matmul"].get(dtype, {}).get("gflops", float("nan"))
@@ -198,6 +223,8 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
                 "precision": dtype,
                 "share_of_peak": share,
             }
+            if f"{net_name}/{setting}" in compile_seconds:
+                entry["settings"][setting]["compile_seconds"] = compile_seconds[f"{net_name}/{setting}"]
             rows.append([net_name, setting, dtype, slices_per_s, speedup, f"{100 * share:.0f} % of {dtype}"])
     results["table"] = format_table(
         ["network", "setting", "precision", "slices/s", "x MONAI defaults", "of matmul peak"], rows
@@ -212,7 +239,7 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
 def _setting_dtype(setting: str, device: torch.device) -> str:
     if setting == "batch+cl-bf16":
         return "bf16"
-    if setting == "engine-auto":
+    if setting in ("engine-auto", "engine-compiled"):
         dtype = resolve_precision("auto", device)
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     return "fp32"
@@ -329,6 +356,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"\nMatmul peaks ({args.matmul} x {args.matmul}, same rounds):\n" + table["matmul_table"])
         print(f"\nSlice inference, {args.size} x {args.size} x {args.slices} volume, {args.rounds} rounds:")
         print(table["table"])
+        for net_name, entry in table["networks"].items():
+            for setting, values in entry["settings"].items():
+                if "compile_seconds" in values:
+                    print(f"{net_name}/{setting}: compiled in {values['compile_seconds']:.1f} s (warm-up round)")
     if not args.skip_e2e:
         results["end_to_end"] = end_to_end(args, device)
         e2e = results["end_to_end"]

@@ -161,7 +161,8 @@ def _replica(network: nn.Module) -> nn.Module:
             for item in items:
                 if isinstance(item, torch.Tensor) and item.grad_fn is not None:
                     memo[id(item)] = item.detach()
-    return copy.deepcopy(network, memo)
+    with torch.inference_mode(False):  # normal tensors, whatever mode the inference runs in
+        return copy.deepcopy(network, memo)
 
 
 def _first(out: Any, count: int) -> Any:

@@ -75,7 +75,7 @@ def test_without_a_cpp_compiler_true_says_so_and_auto_stays_eager(net, monkeypat
     with torch.no_grad():
         with pytest.raises(CompilationError, match=r"compile=True.*C\+\+ compiler.*compile to false or 'auto'"):
             TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile=True)(volume, net)
-        engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile="auto", compile_after=0)
+        engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, compile="auto", compile_after=0)
         out = engine(volume, net)
     assert engine.compiled(net) is None and out.shape == (1, 3, 64, 64, 3)
 

@@ -99,3 +99,21 @@ def test_torchscript_model_runs_on_the_gpu(tmp_path) -> None:
         torch.jit.script(net).save(str(tmp_path / "model.ts"))
         loaded = torch.jit.load(str(tmp_path / "model.ts"), map_location="cuda")
         torch.testing.assert_close(loaded(x), net(x), atol=1e-4, rtol=1e-4)
+
+
+def test_compiled_engine_on_cuda_agrees_with_eager() -> None:
+    from l2gnet_monai.compilation import compiler_available
+
+    device = torch.device("cuda")
+    available, reason = compiler_available(device)
+    if not available:
+        pytest.skip(reason)
+    torch.manual_seed(0)
+    net = _trained(small_net(), device)
+    volume = torch.rand(1, 1, 64, 64, 7, device=device)  # 7 slices in batches of 4: the last one is padded
+    with torch.no_grad():
+        eager = TunedSliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=4)(volume, net)
+        engine = TunedSliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=4, compile=True)
+        out = engine(volume, net)
+    assert engine.compiled(net) is not None and engine.compiled(net).compilations == 1
+    assert out.is_cuda and (out.argmax(1) == eager.argmax(1)).float().mean() >= 0.999
