@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import os
+import shutil
 import time
 from typing import Any, Dict, Optional, Tuple
 
@@ -48,7 +50,12 @@ def compiler_available(device: torch.device) -> Tuple[bool, str]:
     if device.type == "cpu":
         try:
             from torch._inductor.cpp_builder import get_cpp_compiler
-
+        except ImportError:  # torch < 2.5: look for the compilers Inductor tries
+            candidates = [os.environ.get("CXX") or "", "g++", "clang++"]
+            if any(name and shutil.which(name) for name in candidates):
+                return True, ""
+            return False, "Inductor found no C++ compiler for CPU code (g++, clang++ or $CXX); install g++ or set CXX"
+        try:
             get_cpp_compiler()
         except Exception as error:  # torch raises a bare RuntimeError when no compiler is found
             return False, f"Inductor found no C++ compiler for CPU code ({error}); install g++ or set CXX"
