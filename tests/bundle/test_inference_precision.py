@@ -8,23 +8,36 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from l2gnet_monai.compilation import compiler_available
 from l2gnet_monai.inference import TunedSliceInferer
 from tests.bundle.conftest import config_files, run_workflow
 
 
 def test_bf16_inference_agrees_with_fp32_on_the_smoke_model(trained_bundle: Path, tmp_path: Path) -> None:
     label_maps, workflows = {}, {}
-    for precision in ("fp32", "bf16"):
-        out = tmp_path / precision
+    variants = {"fp32": ("fp32", False), "bf16": ("bf16", False)}
+    if compiler_available(torch.device("cpu"))[0]:
+        variants["bf16-compiled"] = ("bf16", True)  # what compile "auto" runs once a folder has paid for it
+    for variant, (precision, compile) in variants.items():
+        out = tmp_path / variant
         workflow = run_workflow(
-            config_files(trained_bundle, "inference"), "infer", precision=precision, output_dir=str(out)
+            config_files(trained_bundle, "inference"),
+            "infer",
+            precision=precision,
+            compile=compile,
+            output_dir=str(out),
         )
-        assert workflow.parser.get_parsed_content("inferer").precision == precision
-        label_maps[precision] = {p.name: np.asanyarray(nib.load(p).dataobj) for p in sorted(out.glob("*.nii.gz"))}
-        workflows[precision] = workflow
-    assert label_maps["fp32"] and label_maps["fp32"].keys() == label_maps["bf16"].keys()
-    for name, fp32 in label_maps["fp32"].items():
-        assert (fp32 == label_maps["bf16"][name]).mean() >= 0.999, name
+        inferer = workflow.parser.get_parsed_content("inferer")
+        assert inferer.precision == precision
+        network = workflow.parser.get_parsed_content("network")
+        assert (inferer.compiled(network) is not None) == compile
+        label_maps[variant] = {p.name: np.asanyarray(nib.load(p).dataobj) for p in sorted(out.glob("*.nii.gz"))}
+        workflows[variant] = workflow
+    assert label_maps["fp32"]
+    for variant in variants:
+        assert label_maps[variant].keys() == label_maps["fp32"].keys(), variant
+        for name, fp32 in label_maps["fp32"].items():
+            assert (fp32 == label_maps[variant][name]).mean() >= 0.999, (variant, name)
 
     # one epoch of training may still predict mostly background: compare the ranking of the organ classes too
     parser = workflows["fp32"].parser
