@@ -40,7 +40,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import nibabel as nib
 import numpy as np
@@ -121,13 +121,14 @@ def matmul_tasks(size: int, device: torch.device) -> Dict[str, Callable[[], Any]
 
 
 def inference_settings(
-    contiguous: nn.Module, tuned: nn.Module, size: int, batch: int, compiled: bool
+    contiguous: nn.Module, tuned: nn.Module, size: int, batch: int, compiled: Sequence[str] = ()
 ) -> Dict[str, Callable]:
     """The compared settings as ``volume -> logits`` callables.
 
     ``contiguous`` is the network as MONAI users have it; ``tuned`` is a copy that the engine converts to
     ``channels_last`` (in place, on its first call); ``batch`` is the batch size the engine measured;
-    ``compiled`` adds the compiled settings (each callable then has an ``inferer`` attribute).
+    ``compiled`` names the compiled settings to add (engine callables have ``inferer`` and ``network``
+    attributes).
     """
 
     def plain(sw: int) -> Callable:
@@ -152,8 +153,9 @@ def inference_settings(
         "batch+cl-bf16": engine("bf16", batch),
         "engine-auto": engine("auto", "auto"),
     }
-    if compiled:
+    if "compiled-fp32" in compiled:
         settings["compiled-fp32"] = engine("fp32", batch, compile=True)
+    if "engine-compiled" in compiled:
         settings["engine-compiled"] = engine("auto", batch, compile=True)
     return settings
 
@@ -180,7 +182,7 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
             "engine_batch_size": batch,
             "engine_measured_slices_per_s": engine.batch_size_measurements,
         }
-        for setting, fn in inference_settings(net, tuned, size, batch, compiled=not args.quick).items():
+        for setting, fn in inference_settings(net, tuned, size, batch, compiled=compiled_settings(args)).items():
             tasks[f"{net_name}/{setting}"] = fn
     times: Dict[str, List[float]] = {k: [] for k in tasks}
     names = list(tasks)
@@ -209,7 +211,7 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
         base = times[f"{net_name}/{BASELINE}"]
         entry = results["networks"][net_name]
         entry["settings"] = {}
-        for setting in SETTINGS + (() if args.quick else COMPILED_SETTINGS):
+        for setting in SETTINGS + compiled_settings(args):
             t = times[f"{net_name}/{setting}"]
             dtype = _setting_dtype(setting, device)
             peak = results["matmul"].get(dtype, {}).get("gflops", float("nan"))
@@ -234,6 +236,13 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
         [[k, v["gflops"], v["median_gflops"]] for k, v in results["matmul"].items()],
     )
     return results
+
+
+def compiled_settings(args: argparse.Namespace) -> Tuple[str, ...]:
+    """The compiled settings that ``--compile`` asks for (none in ``--quick`` runs)."""
+    if args.quick or args.compile == "none":
+        return ()
+    return COMPILED_SETTINGS if args.compile == "all" else ("engine-compiled",)
 
 
 def _setting_dtype(setting: str, device: torch.device) -> str:
@@ -339,6 +348,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--e2e-rounds", type=int, default=1, help="rounds of the end-to-end measurement")
     parser.add_argument("--skip-table", action="store_true", help="only the end-to-end measurement")
     parser.add_argument("--skip-e2e", action="store_true", help="only the network table")
+    parser.add_argument(
+        "--compile",
+        default="all",
+        choices=["all", "engine", "none"],
+        help="compiled settings: both, engine-compiled only, or none (each costs a compilation, 20-60 s on 2 cores)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small networks, 64 x 64, one round")
     parser.add_argument("--json", default="", help="write all numbers to this file")
     args = parser.parse_args(argv)
