@@ -15,6 +15,7 @@ compiles again when the network's weights change (a model validated during train
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -128,17 +129,19 @@ class CompiledInference:
             x = padded
         if self.stale():
             return self._compile_and_run(x, count, *args, **kwargs)
-        return _first(self._compiled(x, *args, **kwargs), count)
+        with _freezing():  # a recompilation (e.g. another autocast state) must freeze too
+            return _first(self._compiled(x, *args, **kwargs), count)
 
     def _compile_and_run(self, x: torch.Tensor, count: int, *args: Any, **kwargs: Any) -> Any:
         # a new copy each time: the frozen graph is cached against the module object, so compiling the same
         # object again could reuse the graph that holds the old weights
         version = weights_version(self.network)
         replica = _replica(self.network)
-        compiled = torch.compile(replica, dynamic=False, options={"freezing": True})
+        compiled = torch.compile(replica, dynamic=False)
         start = time.perf_counter()
         try:
-            out = compiled(x, *args, **kwargs)
+            with _freezing():
+                out = compiled(x, *args, **kwargs)
         except Exception as error:
             raise CompilationError(f"torch.compile failed for {type(self.network).__name__}: {error}") from error
         if x.device.type == "cuda":
@@ -154,6 +157,14 @@ class CompiledInference:
             self.compilations,
         )
         return _first(out, count)
+
+
+def _freezing() -> contextlib.AbstractContextManager:
+    """Inductor's ``freezing`` switched on while compiling. (``torch.compile(options={"freezing": True})`` compiled
+    but did not freeze: 1.1x faster than eager against 1.5x for the config switch, default L2GNet, bf16, 2 cores.)"""
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(freezing=True)
 
 
 def _replica(network: nn.Module) -> nn.Module:
