@@ -3,7 +3,8 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Dictionary transforms of the paper's protocol: modality-dependent intensity normalisation and augmentation."""
+"""Dictionary transforms of the paper's protocol: modality-dependent intensity normalisation and augmentation; and
+(from :mod:`l2gnet_monai.slice_resize`) the in-plane resize of volumes and its inversion to a label map."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from monai.transforms import (
 )
 from monai.utils import convert_to_tensor
 
-__all__ = ["IntensityNormalizationd", "RandRotFlipOrRotated"]
+from l2gnet_monai.slice_resize import InvertToLabelsd, ResizeSlices, ResizeSlicesd
+
+__all__ = ["IntensityNormalizationd", "RandRotFlipOrRotated", "ResizeSlices", "ResizeSlicesd", "InvertToLabelsd"]
 
 
 class IntensityNormalizationd(MapTransform):
