@@ -255,11 +255,9 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
         "EnsureChannelFirstd": "reorient",
         "Orientationd": "reorient",
         "IntensityNormalizationd": "window",
-        "Resized": "resize",
+        "ResizeSlicesd": "resize",
         "EnsureTyped": "resize",
-        "Activationsd": "softmax + invert + argmax",
-        "Invertd": "softmax + invert + argmax",
-        "AsDiscreted": "softmax + invert + argmax",
+        "InvertToLabelsd": "softmax + invert + argmax",
         "SaveImaged": "save",
     }
     order = ["load", "reorient", "window", "resize", "slice inference", "softmax + invert + argmax", "save"]

@@ -159,7 +159,7 @@ class ResizeSlices(InvertibleTransform):
             (:func:`l2gnet_monai.plan.volume_size`, e.g. ``[224, 224, -1]``).
         mode: 2-D interpolation, one of ``"bilinear"`` (the image default), ``"nearest"`` (label maps),
             ``"nearest-exact"``, ``"area"``.
-        chunk_slices: slices interpolated at once; bounds the working memory, results do not depend on it.
+        chunk_slices: slices interpolated at once; bounds the working memory (results equal up to float rounding).
     """
 
     backend = [TransformBackends.TORCH]
