@@ -94,20 +94,22 @@ def resize_slices(
     softmax: bool = False,
     argmax: bool = False,
 ) -> torch.Tensor:
-    """Resize every slice of a channel-first volume in plane, a chunk of slices at a time.
+    """Resize every slice of a channel-first volume in plane (2-D interpolation, the slices as interpolation channels).
 
-    Each chunk is one ``torch.nn.functional.interpolate`` call over ``(C, k, a, b)``: the channels as the batch and
-    the ``k`` slices as interpolation channels (``channels_last`` when the slices are the innermost axis, as after
-    ``SliceInferer`` across the last axis, so that no transposed copy of the volume is made).
+    The volume is seen as ``(C, S, a, b)``: the channels as the batch and the ``S`` slices as the channels of
+    ``torch.nn.functional.interpolate``, in ``channels_last`` memory when the slices are the innermost axis (as
+    after ``LoadImaged``/``SliceInferer`` across the last axis), so that no transposed copy is made. A plain resize
+    is one call; with ``argmax`` the slices go ``chunk_slices`` at a time, softmax'd (once, at the input size),
+    interpolated and reduced to labels, so that only a chunk of the full-size channels ever exists.
 
     Args:
         img: ``(C, X, Y, Z)`` tensor.
         slice_size: the in-plane output size, the two axes other than ``slice_axis`` in order.
         slice_axis: spatial axis (0, 1 or 2) across which the volume is sliced; its size is kept.
         mode: 2-D interpolation mode, one of :data:`SLICE_MODES`.
-        chunk_slices: slices interpolated together (bounds the working memory to this many output slices).
-        softmax: apply a softmax over the channels first (class scores to probabilities; at the input size).
-        argmax: return the index of the largest channel instead of the channels (a label map), per chunk.
+        chunk_slices: slices interpolated together with ``argmax`` (bounds the working memory).
+        softmax: apply a softmax over the channels first (class scores to probabilities).
+        argmax: return the index of the largest channel instead of the channels (a label map).
 
     Returns:
         ``(C, X', Y', Z')`` float32, or ``(1, X', Y', Z')`` uint8 labels with ``argmax``; the sliced axis keeps its
@@ -120,19 +122,24 @@ def resize_slices(
     img = img.to(torch.float32)
     if softmax:
         img = torch.softmax(img, dim=0)
-    out_spatial = list(slice_size)
-    out_spatial.insert(slice_axis, img.shape[axis])
-    out = torch.empty(
-        (1 if argmax else channels, *out_spatial), dtype=torch.uint8 if argmax else torch.float32, device=img.device
-    )
-    stack, out_stack = img.movedim(axis, 1), out.movedim(axis, 1)  # (C, S, a, b) views
+    stack = img.movedim(axis, 1)  # (C, S, a, b), a view
     layout = torch.channels_last if slice_axis == 2 else torch.contiguous_format
     align_corners = False if mode == "bilinear" else None
+    size = tuple(int(s) for s in slice_size)
+    if not argmax:
+        resized = F.interpolate(
+            stack.contiguous(memory_format=layout), size=size, mode=mode, align_corners=align_corners
+        )
+        return resized.movedim(1, axis).contiguous()
+    out_spatial = list(size)
+    out_spatial.insert(slice_axis, img.shape[axis])
+    out = torch.empty((1, *out_spatial), dtype=torch.uint8, device=img.device)
+    out_stack = out.movedim(axis, 1)
     chunk = max(1, int(chunk_slices))
     for start in range(0, stack.shape[1], chunk):
         part = stack[:, start : start + chunk].contiguous(memory_format=layout)
-        part = F.interpolate(part, size=tuple(slice_size), mode=mode, align_corners=align_corners)
-        out_stack[:, start : start + chunk] = _first_argmax(part)[None] if argmax else part
+        part = F.interpolate(part, size=size, mode=mode, align_corners=align_corners)
+        out_stack[:, start : start + chunk] = _first_argmax(part)[None]
     return out
 
 
@@ -159,7 +166,8 @@ class ResizeSlices(InvertibleTransform):
             (:func:`l2gnet_monai.plan.volume_size`, e.g. ``[224, 224, -1]``).
         mode: 2-D interpolation, one of ``"bilinear"`` (the image default), ``"nearest"`` (label maps),
             ``"nearest-exact"``, ``"area"``.
-        chunk_slices: slices interpolated at once; bounds the working memory (results equal up to float rounding).
+        chunk_slices: slices per chunk of :meth:`inverse_to_labels` (bounds its working memory); a plain resize
+            interpolates all slices in one call.
     """
 
     backend = [TransformBackends.TORCH]
@@ -257,7 +265,7 @@ class ResizeSlicesd(MapTransform, InvertibleTransform):
         keys: keys of the channel-first volumes to resize.
         spatial_size: output spatial size with ``-1`` at the sliced axis (the plan's ``volume_size``).
         mode: interpolation per key (``"bilinear"`` images, ``"nearest"`` labels), or one for all.
-        chunk_slices: slices interpolated at once.
+        chunk_slices: slices per chunk of the inversion to labels (:class:`InvertToLabelsd`).
         allow_missing_keys: don't raise for absent keys.
     """
 

@@ -63,15 +63,24 @@ def test_forward_and_inverse_equal_monai_resized(slice_axis: int, mode: str) -> 
     torch.testing.assert_close(back["ours"].affine, AFFINE)
 
 
-def test_plain_tensor_and_chunk_size_do_not_change_the_result() -> None:
+def test_plain_tensor_is_resized_slice_by_slice() -> None:
     image = torch.rand(3, 9, 8, 11)
-    results = [ResizeSlices([4, 6, -1], chunk_slices=k)(image).as_tensor() for k in (1, 4, 11, 64)]
-    assert all(r.shape == (3, 4, 6, 11) for r in results)
-    for r in results[1:]:  # torch's vectorised kernels may round the last bit differently per chunk width
-        torch.testing.assert_close(r, results[0], rtol=0, atol=1e-6)
-    # per slice, the 2-D interpolation of that slice
+    resized = ResizeSlices([4, 6, -1])(image)
+    assert resized.shape == (3, 4, 6, 11) and resized.dtype == torch.float32
     slice_5 = torch.nn.functional.interpolate(image[None, ..., 5], size=(4, 6), mode="bilinear")[0]
-    torch.testing.assert_close(results[0][..., 5], slice_5, rtol=0, atol=1e-6)
+    torch.testing.assert_close(resized.as_tensor()[..., 5], slice_5, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("slice_axis", [0, 1, 2])
+def test_labels_do_not_depend_on_the_chunk_size(slice_axis: int) -> None:
+    shape = [9, 8, 10]
+    shape[slice_axis] = 11  # 11 slices: chunks of 4 leave 3, chunks of 64 take all
+    logits = torch.nn.functional.avg_pool3d(torch.randn(5, *shape, generator=torch.Generator().manual_seed(3)), 3, 1, 1)
+    dense = resize_slices(logits, [12, 7], slice_axis, softmax=True).argmax(0, keepdim=True)
+    for chunk in (1, 4, 11, 64):
+        labels = resize_slices(logits, [12, 7], slice_axis, chunk_slices=chunk, softmax=True, argmax=True)
+        assert labels.dtype == torch.uint8 and labels.shape == dense.shape
+        assert (labels.long() == dense).float().mean() >= 0.999, chunk
 
 
 def _labels_reference(pre, image, logits, orig_key="image"):
