@@ -75,8 +75,9 @@ def _first_argmax(scores: torch.Tensor) -> torch.Tensor:
     maxima), by a running maximum over the channels: element-wise passes, several times faster on CPU than torch's
     reduction over a non-innermost axis."""
     best = scores[0].clone()
-    labels = torch.zeros(best.shape, dtype=torch.uint8, device=scores.device)
-    better = torch.empty(best.shape, dtype=torch.bool, device=scores.device)
+    # in the memory layout of the scores (channels_last chunks): element-wise passes over mixed layouts are 2-3x slower
+    labels = torch.zeros_like(best, dtype=torch.uint8)
+    better = torch.empty_like(best, dtype=torch.bool)
     for channel in range(1, scores.shape[0]):
         torch.gt(scores[channel], best, out=better)
         torch.maximum(best, scores[channel], out=best)
