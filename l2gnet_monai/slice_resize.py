@@ -91,7 +91,7 @@ def resize_slices(
     slice_size: Sequence[int],
     slice_axis: int,
     mode: str = "bilinear",
-    chunk_slices: int = 8,
+    chunk_slices: int = 16,
     softmax: bool = False,
     argmax: bool = False,
 ) -> torch.Tensor:
@@ -173,7 +173,7 @@ class ResizeSlices(InvertibleTransform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, spatial_size: Sequence[int], mode: str = "bilinear", chunk_slices: int = 8) -> None:
+    def __init__(self, spatial_size: Sequence[int], mode: str = "bilinear", chunk_slices: int = 16) -> None:
         size = [int(s) for s in spatial_size]
         if len(size) != 3 or size.count(-1) != 1 or any(s == 0 or s < -1 for s in size):
             raise ValueError(
@@ -277,7 +277,7 @@ class ResizeSlicesd(MapTransform, InvertibleTransform):
         keys: KeysCollection,
         spatial_size: Sequence[int],
         mode: Sequence[str] | str = "bilinear",
-        chunk_slices: int = 8,
+        chunk_slices: int = 16,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
