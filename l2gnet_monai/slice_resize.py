@@ -347,14 +347,20 @@ class InvertToLabelsd(MapTransform):
 
     def _fusable(self, operations: Sequence[Mapping]) -> ResizeSlicesd | None:
         """The :class:`ResizeSlicesd` that applied the last traced step, if the fused path gives the same labels."""
-        if not operations or operations[-1].get(TraceKeys.ID) not in self._resizers:
+        last = operations[-1] if operations else {}
+        resized = self._resizers.get(last.get(TraceKeys.ID))
+        if resized is None and last.get(TraceKeys.CLASS_NAME) == ResizeSlices.__name__ and len(self._resizers) == 1:
+            # recorded in a DataLoader worker started with "spawn", whose copy of the transform had another id;
+            # MONAI's own check then matches by class name too
+            resized = next(iter(self._resizers.values()))
+        if resized is None:
             reason = "its last traced step is not a ResizeSlicesd of this transform"
         else:
             interpolating = sorted(
                 {str(op.get(TraceKeys.CLASS_NAME)) for op in operations[:-1]} - VOXEL_MOVING_TRANSFORMS
             )
             if not interpolating:
-                return self._resizers[operations[-1][TraceKeys.ID]]
+                return resized
             reason = f"{', '.join(interpolating)} in its trace may interpolate"
         if not self._fallback_logged:
             logger.info("InvertToLabelsd: inverting the full probability map (%s).", reason)

@@ -140,6 +140,20 @@ def test_invert_to_labels_falls_back_when_the_trace_interpolates_elsewhere(caplo
     assert got.shape == image.shape
 
 
+def test_invert_to_labels_of_a_trace_recorded_in_a_spawned_worker(monkeypatch, caplog) -> None:
+    """A worker started with "spawn" records its own copy of the transform (another id): matched by class name."""
+    pre = Compose([ResizeSlicesd("image", [6, 5, -1]), EnsureTyped("image")])
+    data = pre({"image": _volume([12, 10, 4], channels=1)})["image"]
+    data.applied_operations[-1]["id"] = 1  # as recorded by the worker's copy
+    logits = torch.randn(3, *data.shape[1:], generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(torch.multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
+    with caplog.at_level("INFO", logger="l2gnet_monai.slice_resize"):
+        got = InvertToLabelsd("pred", pre)({"image": data, "pred": logits})["pred"]
+    assert "full probability map" not in caplog.text
+    expected = resize_slices(logits, [12, 10], 2, softmax=True).argmax(0, keepdim=True)
+    assert (got.as_tensor().long() == expected).float().mean() >= 0.999 and not got.applied_operations
+
+
 def test_first_argmax_matches_torch_argmax_with_ties() -> None:
     scores = torch.randint(0, 3, (7, 5, 4, 3)).float()  # many exact ties: the first maximum wins, as torch's
     got = _first_argmax(scores)
