@@ -12,12 +12,13 @@ plane only (``spatial_size`` such as ``[224, 224, -1]``). MONAI's ``Resized`` do
 path's time outside the network. Here:
 
 * :class:`ResizeSlices` / :class:`ResizeSlicesd`: the same result as ``Resize``/``Resized`` with that
-  ``spatial_size`` (values and affine), computed by 2-D interpolation with the sliced axis folded into the batch,
-  a chunk of slices at a time; invertible (``Invertd``), recorded in ``applied_operations`` like ``Resize``.
+  ``spatial_size`` (values and affine), computed by 2-D interpolation with the slices as the interpolation channels
+  (one call, no copy of the volume); invertible (``Invertd``), recorded in ``applied_operations`` like ``Resize``.
 * :class:`InvertToLabelsd`: ``Activationsd(softmax=True)`` -> ``Invertd`` -> ``AsDiscreted(argmax=True)`` in one
-  step: the softmax, the in-plane resize back and the argmax run per chunk of slices, so the full-resolution
-  probability map never exists; the steps inverted after the resize (reorientation, flips, crops, pads) only move
-  voxels and run on the label map.
+  step: the in-plane resize back and the argmax run per chunk of slices, so the full-resolution probability map
+  never exists; the steps inverted after the resize (reorientation, flips, crops, pads) only move voxels and run on
+  the label map. On 2 CPU cores, 9 classes back to 512 x 512 x 150: 1.0 s and 470 MiB against 4.9-8.8 s and
+  2.9 GiB (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
