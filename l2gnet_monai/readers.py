@@ -17,13 +17,14 @@ __all__ = ["ContiguousNibabelReader"]
 
 
 class ContiguousNibabelReader(NibabelReader):
-    """MONAI's ``NibabelReader`` whose arrays come back in C order, copied by torch.
+    """MONAI's ``NibabelReader`` whose arrays come back in C order and in ``dtype``, copied once by torch.
 
     NIfTI stores voxels in Fortran order. ``LoadImage`` converts nibabel's array to its ``dtype`` (the order kept)
     and then to a C-ordered tensor with numpy's single-threaded ``ascontiguousarray``, a large part of
-    ``LoadImaged``'s time. Here torch converts to ``dtype`` and reorders in one copy: 0.73-0.80 s
-    against 0.95-0.98 s for the whole ``LoadImaged`` on a 512 x 512 x 150 int16 CT (gzip), 2 cores. Values (the same float32 cast), affine and metadata are ``NibabelReader``'s;
-    ``LoadImaged(reader=...)`` still falls back to MONAI's other readers for other formats.
+    ``LoadImaged``'s time. Here torch converts and reorders in one copy: 0.73-0.80 s against 0.95-0.98 s for the
+    whole ``LoadImaged`` on a 512 x 512 x 150 int16 CT (gzip), 2 cores. Values (the same float32 cast), affine and
+    metadata are ``NibabelReader``'s; ``LoadImaged(reader=...)`` still falls back to MONAI's other readers for
+    other formats.
 
     Args:
         dtype: convert to this dtype in the same copy (float32, ``LoadImaged``'s default); ``None`` keeps the file's.
