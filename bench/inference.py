@@ -28,8 +28,14 @@ rounds, and the median over rounds of each setting's speed-up on MONAI's default
 CT-like volume of ``--volume`` voxels saved as NIfTI, timed stage by stage: load, reorient, window, resize,
 slice inference, softmax + invert + argmax, save.
 
-``--quick`` is a smoke run (small networks, 64 x 64 slices, one round, no compiled settings) for CI; it checks
-the plumbing, not the speed.
+**Inversion, before and after** (``--invert-rounds N``, on the same volume and the network's logits of the end to
+end run): the resize and the way back to a label map in the original grid, in interleaved rounds: MONAI's
+``Resized`` + ``Activationsd``/``Invertd``/``AsDiscreted`` (the bundle before), ``ResizeSlicesd`` with the same
+three MONAI transforms, and ``ResizeSlicesd`` + ``InvertToLabelsd`` (the bundle now); medians, the speed-up on the
+first, and the share of voxels whose label agrees with it.
+
+``--quick`` is a smoke run (small networks, 64 x 64 slices, one round, one inversion round, no compiled settings)
+for CI; it checks the plumbing, not the speed.
 """
 
 from __future__ import annotations
@@ -59,11 +65,13 @@ from _common import (
 from monai.bundle import ConfigParser
 from monai.inferers import SliceInferer
 from monai.networks.nets import FlexibleUNet
+from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, Resized
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from l2gnet_monai import L2GNet
 from l2gnet_monai.inference import TunedSliceInferer, cpu_has_native_bf16, resolve_precision
+from l2gnet_monai.transforms import InvertToLabelsd, ResizeSlicesd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 9
@@ -291,11 +299,9 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
         "EnsureChannelFirstd": "reorient",
         "Orientationd": "reorient",
         "IntensityNormalizationd": "window",
-        "Resized": "resize",
+        "ResizeSlicesd": "resize",
         "EnsureTyped": "resize",
-        "Activationsd": "softmax + invert + argmax",
-        "Invertd": "softmax + invert + argmax",
-        "AsDiscreted": "softmax + invert + argmax",
+        "InvertToLabelsd": "softmax + invert + argmax",
         "SaveImaged": "save",
     }
     order = ["load", "reorient", "window", "resize", "slice inference", "softmax + invert + argmax", "save"]
@@ -323,6 +329,12 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
     summary = {stage: median([r[stage] for r in rounds]) for stage in order}
     table_rows = [[stage, summary[stage], 100 * summary[stage] / median(total)] for stage in order]
     table_rows.append(["total", median(total), 100.0])
+    if args.invert_rounds:
+        prefix = [t for t in preprocessing if type(t).__name__ not in ("ResizeSlicesd", "EnsureTyped")]
+        base: Dict[str, Any] = {"image": image_path}
+        for transform in prefix:
+            base = transform(base)
+        comparison = invert_comparison(base, pred[0].cpu(), prefix, parser, args.invert_rounds)
     return {
         "volume": args.volume,
         "slice_size": parser.get_parsed_content("slice_size"),
@@ -332,7 +344,73 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
         "seconds": summary,
         "network_share": summary["slice inference"] / median(total),
         "table": format_table(["stage", "seconds (median)", "% of wall time"], table_rows),
+        **({"invert_comparison": comparison} if args.invert_rounds else {}),
     }
+
+
+def invert_comparison(
+    base: Dict[str, Any], logits: torch.Tensor, prefix: List[Any], parser: ConfigParser, rounds: int
+) -> Dict[str, Any]:
+    """The resize and the inversion to a label map per variant, in interleaved rounds on the same image and logits.
+
+    Args:
+        base: the image after the preprocessing steps before the resize (loaded, reoriented, windowed).
+        logits: ``(C, x, y, z)`` network output in the resized grid.
+        prefix: the preprocessing steps that made ``base`` (their trace is inverted too).
+        parser: the inference config (for ``volume_size``).
+        rounds: timed rounds after one warm-up round.
+    """
+    size = parser.get_parsed_content("volume_size")
+    softmax_invert_argmax = "Activationsd + Invertd + AsDiscreted"
+
+    def chain(resize: Any, fused: bool) -> Dict[str, Any]:
+        pre = Compose([*prefix, resize])
+        if fused:
+            post = InvertToLabelsd("pred", pre, orig_keys="image")
+        else:
+            post = Compose(
+                [
+                    Activationsd("pred", softmax=True),
+                    Invertd("pred", pre, orig_keys="image", nearest_interp=False),
+                    AsDiscreted("pred", argmax=True),
+                ]
+            )
+        return {"resize": resize, "post": post}
+
+    variants = {
+        f"Resized + {softmax_invert_argmax} (before)": chain(Resized("image", size, mode="bilinear"), False),
+        f"ResizeSlicesd + {softmax_invert_argmax}": chain(ResizeSlicesd("image", size), False),
+        "ResizeSlicesd + InvertToLabelsd (bundle)": chain(ResizeSlicesd("image", size), True),
+    }
+    names = list(variants)
+    times: Dict[str, Dict[str, List[float]]] = {n: {"resize": [], "invert": []} for n in names}
+    labels: Dict[str, torch.Tensor] = {}
+    for round_index in range(rounds + 1):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            data = copy.deepcopy(base)
+            start = time.perf_counter()
+            data = variants[name]["resize"](data)
+            resized = time.perf_counter() - start
+            data["pred"] = logits.clone()
+            start = time.perf_counter()
+            data = variants[name]["post"](data)
+            inverted = time.perf_counter() - start
+            labels[name] = data["pred"]
+            if round_index:  # the first round warms up
+                times[name]["resize"].append(resized)
+                times[name]["invert"].append(inverted)
+            del data
+    before = names[0]
+    rows, summary = [], {}
+    for name in names:
+        resize_s, invert_s = median(times[name]["resize"]), median(times[name]["invert"])
+        speedup = median([b / a for a, b in zip(times[name]["invert"], times[before]["invert"])])
+        agreement = float((labels[name].as_tensor() == labels[before].as_tensor()).float().mean())
+        summary[name] = {"resize_s": resize_s, "invert_s": invert_s, "invert_speedup": speedup, "agreement": agreement}
+        rows.append([name, resize_s, invert_s, f"{speedup:.2f}x", f"{100 * agreement:.4f} %"])
+    headers = ["variant", "resize s", "softmax + invert + argmax s", "speed-up (invert)", "labels = before"]
+    return {"rounds": rounds, "variants": summary, "times": times, "table": format_table(headers, rows)}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -347,6 +425,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--volume", type=int, nargs=3, default=[512, 512, 150], help="end-to-end volume shape")
     parser.add_argument("--e2e-rounds", type=int, default=1, help="rounds of the end-to-end measurement")
     parser.add_argument("--skip-table", action="store_true", help="only the end-to-end measurement")
+    parser.add_argument(
+        "--invert-rounds", type=int, default=0, help="rounds of the inversion before/after comparison (0: skip)"
+    )
     parser.add_argument("--skip-e2e", action="store_true", help="only the network table")
     parser.add_argument(
         "--compile",
@@ -360,6 +441,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.quick:
         args.size, args.slices, args.rounds, args.matmul = 64, 6, 1, 256
         args.volume = [96, 96, 6]
+        args.invert_rounds = args.invert_rounds or 1
     device = setup_device(args.device, args.threads)
     info = machine_info(device)
     info["cpu_flags"] = cpu_flags()
@@ -382,6 +464,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"\nEnd to end, {shape} volume ({e2e['precision']}, batch {e2e['engine_batch_size']}):")
         print(e2e["table"])
         print(f"network share of the wall time: {100 * e2e['network_share']:.0f} %")
+        if args.invert_rounds:
+            print(f"\nResize and inversion per variant, {args.invert_rounds} interleaved rounds (medians):")
+            print(e2e["invert_comparison"]["table"])
     pressures = [info["cpu_pressure_start"], cpu_pressure()]
     results["cpu_pressure_end"] = pressures[-1]
     warning = contention_warning(pressures)

@@ -55,6 +55,8 @@ def test_gpu_check_quick_on_cpu_writes_every_result(tmp_path: Path) -> None:
         "softmax + invert + argmax",
         "save",
     ]
+    inversion = inference["end_to_end"]["invert_comparison"]["variants"]
+    assert len(inversion) == 3 and all(v["agreement"] >= 0.999 and v["invert_s"] > 0 for v in inversion.values())
     markdown = (out / "results.md").read_text()
     assert "| amp_training" in markdown and "## End to end" in markdown
 

@@ -17,6 +17,23 @@ def test_ct_is_windowed_to_the_protocols_hu_range() -> None:
     torch.testing.assert_close(torch.as_tensor(out), torch.tensor([[[0.0, 0.0, 0.5, 1.0, 1.0]]]))
 
 
+def test_ct_window_is_monais_scale_intensity_range_bit_for_bit() -> None:
+    from monai.data import MetaTensor
+    from monai.transforms import ScaleIntensityRanged
+
+    generator = torch.Generator().manual_seed(0)
+    hu = torch.randn(1, 40, 30, 7, generator=generator) * 600 + torch.rand(1, 40, 30, 7, generator=generator)
+    reference = ScaleIntensityRanged("image", a_min=-160.0, a_max=240.0, b_min=0.0, b_max=1.0, clip=True)
+    ours = IntensityNormalizationd("image", modality="CT", window=(-160, 240))
+    for image in (MetaTensor(hu, meta={"filename_or_obj": "ct.nii.gz"}), hu.to(torch.int16), hu.numpy()):
+        expected = torch.as_tensor(reference({"image": image})["image"])
+        got = ours({"image": image})["image"]
+        assert got.dtype == torch.float32 and torch.equal(torch.as_tensor(got), expected)
+    assert ours({"image": MetaTensor(hu, meta={"filename_or_obj": "ct.nii.gz"})})["image"].meta["filename_or_obj"] == (
+        "ct.nii.gz"
+    )
+
+
 def test_mri_is_min_max_scaled_per_volume() -> None:
     volume = torch.tensor([[[200.0, 300.0, 600.0]]])
     out = IntensityNormalizationd("image", modality="mri")({"image": volume})["image"]
