@@ -7,10 +7,11 @@
 
 Inductor's *freezing* treats the weights as constants: it folds batch norms into the convolutions and packs the
 weights once into the layout oneDNN (CPU) or cuDNN wants, instead of at every call. On a 2-core AVX-512 CPU this
-made the default L2GNet 1.3x (float32) to 1.5x (bfloat16 autocast) faster than the same network in eager mode
-(``docs/benchmarks.md``); without freezing the gain was 1.15x. The price is a compilation of 20-60 s on such a
-CPU, and weights that are baked in: :class:`CompiledInference` therefore compiles a copy of the network and
-compiles again when the network's weights change (a model validated during training).
+made the default L2GNet 1.2-1.3x faster than the same network in eager mode, in float32 and under bfloat16
+autocast alike (3.3x MONAI's defaults in bf16, ``docs/benchmarks.md``); without freezing the gain was 1.15x. The
+price is a compilation of 20-60 s on such a CPU, and weights that are baked in: :class:`CompiledInference`
+therefore compiles a copy of the network and compiles again when the network's weights change (a model validated
+during training).
 """
 
 from __future__ import annotations

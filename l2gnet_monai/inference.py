@@ -19,7 +19,7 @@ decide its speed made for the machine it runs on:
   1, 2, 4, ... of its slices until the throughput stops growing (:func:`measure_batch_size`).
 
 and, optionally, compilation (``compile``): ``torch.compile`` with frozen weights (:mod:`l2gnet_monai.compilation`),
-1.3-1.5x faster than eager on a 2-core AVX-512 CPU after a compilation of 20-60 s. ``compile="auto"`` pays that
+1.2-1.3x faster than eager on a 2-core AVX-512 CPU after a compilation of 20-60 s. ``compile="auto"`` pays that
 price only when the work is long enough: the network runs eagerly until it has spent ``compile_after`` seconds
 (by default about one compilation) and is compiled from the next volume on, so a single volume never waits for
 a compiler, and a folder or a server never spends more than about twice the best choice made in hindsight.
