@@ -34,7 +34,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from monai.inferers import SliceInferer
@@ -227,7 +227,7 @@ class TunedSliceInferer(SliceInferer):
         self.compile_after = compile_after
         self.max_batch_size = max_batch_size
         self.batch_size_measurements: Dict[int, float] = {}
-        self._prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._prepared: weakref.WeakSet = weakref.WeakSet()
         self._batch_sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._eager_seconds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -243,7 +243,7 @@ class TunedSliceInferer(SliceInferer):
             if self.channels_last and channels_last:
                 with torch.inference_mode(False):  # normal tensors: the model may be trained afterwards
                     network.to(memory_format=torch.channels_last)
-            self._prepared[network] = True
+            self._prepared.add(network)
         return network
 
     def compiled(self, network: nn.Module) -> Optional[CompiledInference]:
@@ -272,29 +272,18 @@ class TunedSliceInferer(SliceInferer):
         model = self.prepare(network, channels_last) if isinstance(network, nn.Module) else network
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        runner: List[Callable[..., Any]] = [model]
+        compiled: Optional[CompiledInference] = None
 
         def run_slices(x: torch.Tensor, *a: Any, **k: Any) -> Any:
-            x = x.to(device).contiguous(memory_format=memory_format)
-            try:
-                out = runner[0](x, *a, **k)
-            except CompilationError as error:
-                if self.compile is True:
-                    raise
-                logger.warning("TunedSliceInferer(compile='auto'): %s; running eagerly.", error)
-                self._eager_only.add(network)
-                self._compiled.pop(network, None)
-                runner[0] = model
-                out = model(x, *a, **k)
+            out = (compiled or model)(x.to(device).contiguous(memory_format=memory_format), *a, **k)
             return out.float() if isinstance(out, torch.Tensor) else out
 
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             if self.auto_batch_size:
                 self.sw_batch_size = self._batch_size_for(network, run_slices, inputs, device)
             if isinstance(network, nn.Module):
-                compiled = self._compiled_for(network, device, memory_format)
-                runner[0] = compiled or model
-            if runner[0] is not model or self.compile != "auto":
+                compiled = self._compiled_for(network, inputs, device, memory_format)
+            if compiled is not None or self.compile != "auto":
                 return super().__call__(inputs, run_slices, *args, **kwargs)
             start = time.perf_counter()
             out = super().__call__(inputs, run_slices, *args, **kwargs)
@@ -303,9 +292,13 @@ class TunedSliceInferer(SliceInferer):
             return out
 
     def _compiled_for(
-        self, network: nn.Module, device: torch.device, memory_format: torch.memory_format
+        self, network: nn.Module, inputs: torch.Tensor, device: torch.device, memory_format: torch.memory_format
     ) -> Optional[CompiledInference]:
-        """The compiled network to run this volume with, or ``None`` to run eagerly (see ``compile``)."""
+        """The compiled network to run this volume with, or ``None`` to run eagerly (see ``compile``).
+
+        A new compilation runs here, on one slice of ``inputs``, before the volume: with ``"auto"`` a failure
+        leaves the network eager, with ``True`` it raises :class:`~l2gnet_monai.compilation.CompilationError`.
+        """
         if not self.compile or network in self._eager_only:
             return None
         entry = self._compiled.get(network)
@@ -326,6 +319,15 @@ class TunedSliceInferer(SliceInferer):
             self._eager_only.add(network)
             return None
         entry = CompiledInference(network, self.sw_batch_size, memory_format)
+        example = _one_slice(inputs, self.spatial_dim, tuple(int(s) for s in self.orig_roi_size)).to(device)
+        try:
+            entry(example.contiguous(memory_format=memory_format))
+        except CompilationError as error:
+            if self.compile is True:
+                raise
+            logger.warning("TunedSliceInferer(compile='auto'): %s; running eagerly.", error)
+            self._eager_only.add(network)
+            return None
         self._compiled[network] = entry
         return entry
 

@@ -83,3 +83,23 @@ def test_without_a_cpp_compiler_true_says_so_and_auto_stays_eager(net, monkeypat
 def test_bad_compile_setting_is_named() -> None:
     with pytest.raises(ValueError, match="compile must be false, true or 'auto'"):
         TunedSliceInferer(roi_size=(64, 64), compile="yes")
+
+
+def test_a_failing_compilation_raises_with_true_and_leaves_auto_eager(net, monkeypatch) -> None:
+    def broken_compile(module, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("unsupported operator aten::foo")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    volume = torch.randn(1, 1, 64, 64, 3)
+    with torch.no_grad():
+        with pytest.raises(CompilationError, match="torch.compile failed for L2GNet: unsupported operator aten::foo"):
+            TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile=True)(volume, net)
+        settings = {"roi_size": (64, 64), "sw_batch_size": 2, "precision": "fp32"}
+        engine = TunedSliceInferer(**settings, compile="auto", compile_after=0)
+        out = engine(volume, net)
+        expected = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")(volume, net)
+    assert engine.compiled(net) is None
+    torch.testing.assert_close(out, expected)
