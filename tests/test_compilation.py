@@ -8,18 +8,14 @@ import torch._inductor.config as inductor_config
 
 from l2gnet_monai.compilation import CompilationError, CompiledInference, compiler_available, weights_version
 from l2gnet_monai.inference import TunedSliceInferer
-from tests.networks.test_l2gnet import small_net
+from tests.networks.test_l2gnet import initialised_small_net
 
 pytestmark = pytest.mark.skipif(not compiler_available(torch.device("cpu"))[0], reason="no C++ compiler for Inductor")
 
 
 @pytest.fixture
 def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    network = small_net()
-    network.train()
-    network(torch.randn(4, 1, 64, 64))  # initialises the codebook
-    return network.eval()
+    return initialised_small_net()
 
 
 def _perturb(network: torch.nn.Module) -> None:

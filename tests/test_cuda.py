@@ -12,18 +12,12 @@ from monai.inferers import SliceInferer
 from monai.losses import DiceCELoss
 
 from l2gnet_monai.inference import TunedSliceInferer, resolve_precision
-from tests.networks.test_l2gnet import _synthetic_batch, small_net
+from tests.networks.test_l2gnet import _synthetic_batch, initialised_small_net, small_net
 
 pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-
-def _trained(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    net.to(device).train()
-    net(torch.randn(4, 1, 64, 64, device=device))  # initialises the codebook
-    return net.eval()
 
 
 def test_auto_precision_on_this_gpu() -> None:
@@ -58,8 +52,7 @@ def test_amp_training_steps_are_finite_and_learn() -> None:
 
 def test_engine_on_cuda_agrees_with_fp32_slice_inferer_and_turns_on_cudnn_benchmark() -> None:
     device = torch.device("cuda")
-    torch.manual_seed(0)
-    net = _trained(small_net(), device)
+    net = initialised_small_net(device=device)
     volume = torch.rand(1, 1, 64, 64, 16, device=device)
     previous = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     try:
@@ -82,7 +75,7 @@ def test_engine_on_cuda_agrees_with_fp32_slice_inferer_and_turns_on_cudnn_benchm
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_mapper_transport_stays_float32_under_cuda_autocast(dtype: torch.dtype) -> None:
-    net = _trained(small_net(), torch.device("cuda"))
+    net = initialised_small_net(None, "cuda")
     x = torch.randn(2, 1, 64, 64, device="cuda") * 100
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
         out = net(x)
@@ -93,7 +86,7 @@ def test_mapper_transport_stays_float32_under_cuda_autocast(dtype: torch.dtype) 
 
 
 def test_torchscript_model_runs_on_the_gpu(tmp_path) -> None:
-    net = _trained(small_net(), torch.device("cuda"))
+    net = initialised_small_net(None, "cuda")
     x = torch.randn(2, 1, 64, 64, device="cuda")
     with torch.no_grad():
         torch.jit.script(net).save(str(tmp_path / "model.ts"))
@@ -108,8 +101,7 @@ def test_compiled_engine_on_cuda_agrees_with_eager() -> None:
     available, reason = compiler_available(device)
     if not available:
         pytest.skip(reason)
-    torch.manual_seed(0)
-    net = _trained(small_net(), device)
+    net = initialised_small_net(device=device)
     volume = torch.rand(1, 1, 64, 64, 7, device=device)  # 7 slices in batches of 4: the last one is padded
     with torch.no_grad():
         eager = TunedSliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=4)(volume, net)

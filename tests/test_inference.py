@@ -9,7 +9,7 @@ import torch
 from monai.inferers import SliceInferer
 
 from l2gnet_monai.inference import TunedSliceInferer, cpu_has_native_bf16, measure_batch_size, resolve_precision
-from tests.networks.test_l2gnet import small_net
+from tests.networks.test_l2gnet import initialised_small_net
 
 
 def _cpuinfo_flags() -> set[str]:
@@ -22,11 +22,7 @@ def _cpuinfo_flags() -> set[str]:
 
 @pytest.fixture(scope="module")
 def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    network = small_net()
-    network.train()
-    network(torch.randn(4, 1, 64, 64))  # initialises the codebook
-    return network.eval()
+    return initialised_small_net()
 
 
 def test_auto_precision_follows_the_cpus_bf16_flags() -> None:
@@ -100,11 +96,8 @@ def test_a_ddp_wrapped_network_runs_through_its_module_without_layout_change(tmp
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        torch.manual_seed(0)
-        network = small_net()
-        network.train()
-        network(torch.randn(4, 1, 64, 64))
-        wrapped = torch.nn.parallel.DistributedDataParallel(network.eval())
+        network = initialised_small_net()
+        wrapped = torch.nn.parallel.DistributedDataParallel(network)
         volume = torch.randn(1, 1, 64, 64, 5)
         with torch.no_grad():
             out = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")(volume, wrapped)

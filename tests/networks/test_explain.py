@@ -8,15 +8,11 @@ import pytest
 import torch
 
 from l2gnet_monai.networks.explain import CodeUsageRecorder, codes_to_pixels
-from tests.networks.test_l2gnet import small_net
+from tests.networks.test_l2gnet import initialised_small_net
 
 
 def _net(**kwargs):
-    torch.manual_seed(0)
-    net = small_net(**kwargs)
-    net.train()
-    net(torch.randn(4, 1, 64, 64))  # initialises the codebook from data
-    return net.eval()
+    return initialised_small_net(**kwargs)
 
 
 @pytest.mark.parametrize("mode", ["pooled", "full"])

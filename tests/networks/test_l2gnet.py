@@ -26,6 +26,17 @@ def small_net(**kwargs) -> L2GNet:
     return L2GNet(**options)
 
 
+def initialised_small_net(seed: int | None = 0, device: str | torch.device = "cpu", **kwargs) -> L2GNet:
+    """:func:`small_net` on ``device`` after one training-mode pass on 4 random images (which initialises the
+    codebook from data), returned in eval mode; ``seed`` seeds torch first (``None``: the current state)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    net = small_net(**kwargs).to(device)
+    net.train()
+    net(torch.randn(4, 1, 64, 64, device=device))
+    return net.eval()
+
+
 def test_defaults_are_the_papers_configuration() -> None:
     net = L2GNet(spatial_dims=2, in_channels=1, out_channels=9)
     assert isinstance(net.encoder, ResNetStages) and net.encoder.model_name == "resnet50"
