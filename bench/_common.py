@@ -81,6 +81,13 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def round_order(names: Sequence[str], round_index: int) -> List[str]:
+    """The order of the variants in interleaved round ``round_index``: ``names`` rotated to start at that index
+    (A B C, B C A, C A B, ...), so that every variant meets every position, and the conditions that go with it."""
+    shift = round_index % len(names)
+    return list(names[shift:]) + list(names[:shift])
+
+
 def median(values: Sequence[float]) -> float:
     """The median of ``values`` (``nan`` if there are none)."""
     return statistics.median(values) if values else float("nan")

@@ -51,6 +51,7 @@ from _common import (
     loglog_slope,
     machine_info,
     median,
+    round_order,
     rss_probe_mib,
     setup_device,
     timed,
@@ -158,8 +159,7 @@ def interleaved_times(
     rounds = repeats[0] if round_s <= 0 else int(min(max(math.ceil(budget_s / round_s), repeats[0]), repeats[1]))
     times: Dict[str, List[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for k in range(len(names)):
-            name = names[(r + k) % len(names)]
+        for name in round_order(names, r):
             times[name].append(timed(steps[name], device))
     return times
 

@@ -59,6 +59,7 @@ from _common import (
     format_table,
     machine_info,
     median,
+    round_order,
     setup_device,
     synchronize,
     timed,
@@ -206,7 +207,7 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
                 compiled = inferer.compiled(tasks[name].network)  # type: ignore[attr-defined]
                 compile_seconds[name] = compiled.compile_seconds if compiled else time.perf_counter() - start
         for round_index in range(args.rounds):
-            order = names[round_index % len(names) :] + names[: round_index % len(names)]
+            order = round_order(names, round_index)
             for name in order:
                 task = tasks[name]
                 times[name].append(timed(lambda task=task: task(volume), device))
@@ -391,7 +392,7 @@ def invert_comparison(
     times: Dict[str, Dict[str, List[float]]] = {n: {"resize": [], "invert": []} for n in names}
     labels: Dict[str, torch.Tensor] = {}
     for round_index in range(rounds + 1):
-        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        order = round_order(names, round_index)
         for name in order:
             data = copy.deepcopy(base)
             start = time.perf_counter()
