@@ -20,7 +20,6 @@ import contextlib
 import copy
 import itertools
 import logging
-import os
 import shutil
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -40,8 +39,10 @@ class CompilationError(RuntimeError):
 def compiler_available(device: torch.device) -> Tuple[bool, str]:
     """Whether ``torch.compile``'s default backend (Inductor) can generate code for ``device``.
 
-    Inductor needs a C++ compiler for CPU code (``g++``/``clang++``, or ``$CXX``) and Triton for CUDA code;
-    servers in hospitals often have neither.
+    Inductor needs a C++ compiler for CPU code and Triton for CUDA code; servers in hospitals often have neither.
+    The C++ compilers are looked up here on ``PATH`` from Inductor's own list (``torch._inductor.config.cpp.cxx``,
+    which holds ``$CXX`` or ``g++``), without calling Inductor's search: that search caches its answer for the
+    whole process, so a check made under a temporarily changed configuration would outlive the change.
 
     Args:
         device: where the network runs.
@@ -50,18 +51,16 @@ def compiler_available(device: torch.device) -> Tuple[bool, str]:
         ``(True, "")``, or ``(False, reason)`` with what is missing.
     """
     if device.type == "cpu":
-        try:
-            from torch._inductor.cpp_builder import get_cpp_compiler
-        except ImportError:  # torch < 2.5: look for the compilers Inductor tries
-            candidates = [os.environ.get("CXX") or "", "g++", "clang++"]
-            if any(name and shutil.which(name) for name in candidates):
-                return True, ""
-            return False, "Inductor found no C++ compiler for CPU code (g++, clang++ or $CXX); install g++ or set CXX"
-        try:
-            get_cpp_compiler()
-        except Exception as error:  # torch raises a bare RuntimeError when no compiler is found
-            return False, f"Inductor found no C++ compiler for CPU code ({error}); install g++ or set CXX"
-        return True, ""
+        import torch._inductor.config as inductor_config
+
+        configured = inductor_config.cpp.cxx
+        candidates = [name for name in (configured if isinstance(configured, (list, tuple)) else (configured,)) if name]
+        if any(shutil.which(name) for name in candidates):
+            return True, ""
+        return False, (
+            f"Inductor found no C++ compiler for CPU code (looked for {', '.join(candidates) or 'none'} on PATH); "
+            "install g++ or set CXX"
+        )
     if device.type == "cuda":
         from torch.utils._triton import has_triton
 

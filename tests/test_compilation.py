@@ -64,16 +64,16 @@ def test_compile_true_compiles_again_when_the_weights_change(net) -> None:
         compiled(torch.randn(5, 1, 64, 64))
 
 
-def test_without_a_cpp_compiler_true_says_so_and_auto_stays_eager(net, monkeypatch) -> None:
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
-    assert not compiler_available(torch.device("cpu"))[0]
+def test_without_a_cpp_compiler_true_says_so_and_auto_stays_eager(net) -> None:
     volume = torch.randn(1, 1, 64, 64, 3)
-    with torch.no_grad():
+    with torch.no_grad(), inductor_config.patch({"cpp.cxx": ("/nonexistent/g++",)}):
+        assert not compiler_available(torch.device("cpu"))[0]
         with pytest.raises(CompilationError, match=r"compile=True.*C\+\+ compiler.*compile to false or 'auto'"):
             TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32", compile=True)(volume, net)
         engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, compile="auto", compile_after=0)
         out = engine(volume, net)
     assert engine.compiled(net) is None and out.shape == (1, 3, 64, 64, 3)
+    assert compiler_available(torch.device("cpu"))[0], "the check must not outlive the changed configuration"
 
 
 def test_bad_compile_setting_is_named() -> None:
