@@ -37,7 +37,7 @@ from _common import format_table, machine_info, setup_device
 from monai.losses import DiceCELoss
 
 from l2gnet_monai import L2GNet
-from l2gnet_monai.inference import resolve_precision
+from l2gnet_monai.inference.engine import resolve_precision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -73,8 +73,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from l2gnet_monai import L2GNet
-from l2gnet_monai.inference import TunedSliceInferer, cpu_has_native_bf16, resolve_precision
-from l2gnet_monai.transforms import InvertToLabelsd, ResizeSlicesd
+from l2gnet_monai.inference.engine import TunedSliceInferer, cpu_has_native_bf16, resolve_precision
+from l2gnet_monai.transforms.invert import InvertToLabelsd
+from l2gnet_monai.transforms.slice_resize import ResizeSlicesd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 9

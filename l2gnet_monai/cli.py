@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 import fire
 
-from l2gnet_monai.data.msd import DatasetError, one_line
+from l2gnet_monai.data.errors import DatasetError, one_line
 from l2gnet_monai.data.prepare import detect_layout, prepare_dataset
 
 __all__ = ["L2GNetCLI", "main", "NEXT_STEPS", "PAPER_DATASETS"]
@@ -59,7 +59,7 @@ def _paper_dataset(dataset: Any) -> str:
 
 
 def _class_names(dataset: str) -> dict[int, str]:
-    from l2gnet_monai.evaluation import ACDC_CLASSES, SYNAPSE_CLASSES
+    from l2gnet_monai.evaluation.tables import ACDC_CLASSES, SYNAPSE_CLASSES
 
     return dict(SYNAPSE_CLASSES if dataset == "synapse" else ACDC_CLASSES)
 
@@ -277,7 +277,8 @@ class L2GNetCLI:
                 as image, ground truth, prediction and error map (the image read from the dataset.json's "image"
                 entries; without one the overlays are drawn on black). --noreport skips it.
         """
-        from l2gnet_monai.evaluation import evaluate_folders, format_report
+        from l2gnet_monai.evaluation.folders import evaluate_folders
+        from l2gnet_monai.evaluation.tables import format_report
 
         if dataset is not None and classes is not None:
             raise DatasetError("give either --dataset (the paper's classes) or --classes, not both")
@@ -302,8 +303,8 @@ class L2GNetCLI:
         builder = on_case = None
         if report:
             from l2gnet_monai.data.datalist import dataset_modality
-            from l2gnet_monai.report import ReportBuilder
-            from l2gnet_monai.visualize import require_matplotlib
+            from l2gnet_monai.evaluation.report import ReportBuilder
+            from l2gnet_monai.visualize.overlays import require_matplotlib
 
             require_matplotlib()  # before any work: a missing dependency is a one-line error
             modality = dataset_modality(labels_path) if labels_path.is_file() else ("MRI" if key == "acdc" else "CT")
@@ -363,7 +364,7 @@ class L2GNetCLI:
                 bundle trained with this version (its models/plan.json holds the classes and network settings).
             bins: bins per reference in sources.png.
         """
-        from l2gnet_monai.interpret import explain_volume
+        from l2gnet_monai.visualize.explain import explain_volume
 
         items = overrides.split(",") if isinstance(overrides, str) else list(overrides or [])  # fire splits "a,b"
         files = [str(Path(str(p).strip()).expanduser()) for p in items if str(p).strip()]
@@ -399,7 +400,7 @@ class L2GNetCLI:
                 RV/Myo/LV DSC and HD95).
             name: the name of our row (default: the summary's "method", i.e. the network that was scored).
         """
-        from l2gnet_monai.evaluation import format_comparison
+        from l2gnet_monai.evaluation.tables import format_comparison
 
         key = _paper_dataset(dataset)
         path = Path(str(summary_json)).expanduser()
@@ -423,7 +424,7 @@ class L2GNetCLI:
         Args:
             dataset: synapse or acdc.
         """
-        from l2gnet_monai.evaluation import format_comparison
+        from l2gnet_monai.evaluation.tables import format_comparison
 
         print(format_comparison(None, _paper_dataset(dataset)))
 
@@ -465,7 +466,7 @@ class L2GNetCLI:
             overrides: override files, comma-separated (JSON or YAML, merged in order).
             include_model: put models/model.pt in the zip when it exists (--noinclude_model: configs only).
         """
-        from l2gnet_monai.packaging import package_bundle
+        from l2gnet_monai.planning.packaging import package_bundle
 
         path = package_bundle(
             bundle_dir=Path(str(bundle_dir)).expanduser(),
@@ -498,7 +499,7 @@ class L2GNetCLI:
             bundle_dir: the folder to install into (created if needed).
             overwrite: replace BUNDLE_DIR/<name> if it exists.
         """
-        from l2gnet_monai.packaging import install_bundle
+        from l2gnet_monai.planning.install import install_bundle
 
         print(install_bundle(Path(str(archive)).expanduser(), Path(str(bundle_dir)).expanduser(), bool(overwrite)))
 

@@ -13,14 +13,9 @@ import torch
 from monai.losses import DiceCELoss
 from torch import nn
 
-__all__ = ["L2GNetLoss", "unwrap_network"]
+from l2gnet_monai.networks.utils import unwrap_network
 
-
-def unwrap_network(network: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel``/``DataParallel`` wrappers (``.module``), or ``network``."""
-    while isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        network = network.module
-    return network
+__all__ = ["L2GNetLoss"]
 
 
 def _wrapped_in_data_parallel(network: nn.Module) -> bool:

@@ -8,7 +8,7 @@ import sys
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from l2gnet_monai.bundle_utils import _config_file_from_argv, default_bundle_root, require_checkpoint
+from l2gnet_monai.planning.bundle_root import _config_file_from_argv, default_bundle_root, require_checkpoint
 
 
 def test_bundle_root_is_the_parent_of_the_running_configs_folder(tmp_path, monkeypatch) -> None:
@@ -17,8 +17,8 @@ def test_bundle_root_is_the_parent_of_the_running_configs_folder(tmp_path, monke
     (configs / "train.json").write_text(
         json.dumps(
             {
-                "imports": ["$import l2gnet_monai", "$import l2gnet_monai.bundle_utils"],
-                "bundle_root": "$l2gnet_monai.bundle_utils.default_bundle_root()",
+                "imports": ["$import l2gnet_monai", "$import l2gnet_monai.planning"],
+                "bundle_root": "$l2gnet_monai.planning.default_bundle_root()",
                 "run": ["$@bundle_root"],
             }
         )

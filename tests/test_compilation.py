@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch._inductor.config as inductor_config
 
-from l2gnet_monai.compilation import CompilationError, CompiledInference, compiler_available, weights_version
-from l2gnet_monai.inference import TunedSliceInferer
+from l2gnet_monai.inference.compilation import CompilationError, CompiledInference, compiler_available, weights_version
+from l2gnet_monai.inference.engine import TunedSliceInferer
 from tests.networks.test_l2gnet import initialised_small_net
 
 pytestmark = pytest.mark.skipif(not compiler_available(torch.device("cpu"))[0], reason="no C++ compiler for Inductor")

@@ -11,7 +11,7 @@ import torch
 from monai.inferers import SliceInferer
 from monai.losses import DiceCELoss
 
-from l2gnet_monai.inference import TunedSliceInferer, resolve_precision
+from l2gnet_monai.inference.engine import TunedSliceInferer, resolve_precision
 from tests.networks.test_l2gnet import _synthetic_batch, initialised_small_net, small_net
 
 pytestmark = [
@@ -95,7 +95,7 @@ def test_torchscript_model_runs_on_the_gpu(tmp_path) -> None:
 
 
 def test_compiled_engine_on_cuda_agrees_with_eager() -> None:
-    from l2gnet_monai.compilation import compiler_available
+    from l2gnet_monai.inference.compilation import compiler_available
 
     device = torch.device("cuda")
     available, reason = compiler_available(device)

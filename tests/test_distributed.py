@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from l2gnet_monai.distributed import is_main_process, local_device, sync_batchnorm
 from l2gnet_monai.losses import L2GNetLoss
+from l2gnet_monai.training.distributed import is_main_process, local_device, sync_batchnorm
 
 
 def _free_port() -> int:
@@ -181,7 +181,7 @@ def test_the_backbone_families_tested_are_all_that_monai_registers() -> None:
 
 
 def _broadcast_after_local_updates(rank: int, world_size: int) -> dict:
-    from l2gnet_monai.distributed import BroadcastBuffers
+    from l2gnet_monai.training.distributed import BroadcastBuffers
     from tests.networks.test_l2gnet import _synthetic_batch, small_net
 
     torch.manual_seed(0)

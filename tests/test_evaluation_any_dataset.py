@@ -28,7 +28,7 @@ from l2gnet_monai.evaluation import (
     network_label,
     resolve_paper_table,
 )
-from l2gnet_monai.handlers import PaperMetricsHandler
+from l2gnet_monai.evaluation.handler import PaperMetricsHandler
 
 MRI3 = {0: "background", 1: "liver", 2: "tumour", 3: "vessel"}
 

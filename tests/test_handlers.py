@@ -14,7 +14,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from l2gnet_monai.handlers import AtomicCheckpointSaver, CodebookStatsHandler, PaperMetricsHandler
+from l2gnet_monai.evaluation.handler import PaperMetricsHandler
+from l2gnet_monai.training.checkpoint import AtomicCheckpointSaver
+from l2gnet_monai.training.codebook import CodebookStatsHandler
 
 
 def _engine_with_metric(values: list[float]) -> Engine:
@@ -109,7 +111,7 @@ _DIE_WHILE_SAVING = """
 import io, os, signal, sys
 import torch
 from ignite.engine import Engine, Events
-from l2gnet_monai.handlers import AtomicCheckpointSaver
+from l2gnet_monai.training.checkpoint import AtomicCheckpointSaver
 
 model = torch.nn.Linear(3, 2)
 engine = Engine(lambda e, batch: None)

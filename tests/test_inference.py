@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.inferers import SliceInferer
 
-from l2gnet_monai.inference import TunedSliceInferer, cpu_has_native_bf16, measure_batch_size, resolve_precision
+from l2gnet_monai.inference.engine import TunedSliceInferer, cpu_has_native_bf16, measure_batch_size, resolve_precision
 from tests.networks.test_l2gnet import initialised_small_net
 
 

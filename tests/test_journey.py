@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from l2gnet_monai.plan import read_plan
+from l2gnet_monai.planning.plan import read_plan
 from tests.bundle.conftest import SMOKE, config_files, copy_bundle, run_cli, run_workflow
 from tests.synthetic_mri import MRI_LABELS, write_mri_dataset
 from tests.test_monailabel import (

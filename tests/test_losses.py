@@ -11,8 +11,9 @@ from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss
 from torch.overrides import TorchFunctionMode
 
-from l2gnet_monai.handlers import CodebookStatsHandler
-from l2gnet_monai.losses import L2GNetLoss, unwrap_network
+from l2gnet_monai.losses import L2GNetLoss
+from l2gnet_monai.networks.utils import unwrap_network
+from l2gnet_monai.training.codebook import CodebookStatsHandler
 from tests.networks.test_l2gnet import _synthetic_batch, small_net
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from l2gnet_monai.lr_scheduler import PolynomialLR
+from l2gnet_monai.training.lr_scheduler import PolynomialLR
 
 
 def _run(scheduler_type, total_iters: int, steps: int, optimizer=None) -> tuple[list[float], torch.optim.Optimizer]:

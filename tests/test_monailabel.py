@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from l2gnet_monai.data.phantom import generate_phantom_case
-from l2gnet_monai.packaging import package_bundle
+from l2gnet_monai.planning.packaging import package_bundle
 from tests.bundle import conftest as bundle_conftest
 from tests.bundle.conftest import SMOKE, copy_bundle
 from tests.monailabel_venv import clean_env, monailabel_venv, pip_install, venv_python

@@ -21,10 +21,11 @@ import pytest
 import torch
 
 import l2gnet_monai
-from l2gnet_monai import packaging
 from l2gnet_monai.cli import main
 from l2gnet_monai.data.phantom import generate_phantom_case
-from l2gnet_monai.packaging import BundleError, install_bundle, package_bundle
+from l2gnet_monai.planning import packaging
+from l2gnet_monai.planning.install import install_bundle
+from l2gnet_monai.planning.packaging import BundleError, package_bundle
 from tests.bundle import conftest as bundle_conftest
 from tests.bundle.conftest import REPO, SMOKE, copy_bundle
 

@@ -16,17 +16,9 @@ from monai.bundle import ConfigParser, verify_metadata
 from monai.transforms import LoadImage, Orientation
 
 from l2gnet_monai.networks import CheckpointMismatchError, L2GNet
-from l2gnet_monai.plan import (
-    build_plan,
-    describe_dataset,
-    lowest_resolution_axis,
-    metadata_with_plan,
-    planned_network,
-    ras_spacing,
-    read_plan,
-    save_plan,
-    volume_size,
-)
+from l2gnet_monai.planning.dataset import describe_dataset
+from l2gnet_monai.planning.geometry import lowest_resolution_axis, ras_spacing, volume_size
+from l2gnet_monai.planning.plan import build_plan, metadata_with_plan, planned_network, read_plan, save_plan
 from tests.bundle.conftest import REPO, SHARED
 from tests.synthetic_mri import ACQUISITIONS, MRI_LABELS, make_case, write_mri_dataset
 
@@ -70,7 +62,7 @@ def test_describe_dataset_reads_headers_and_warns_about_a_volume_sliced_otherwis
     dataset = write_mri_dataset(tmp_path / "mri", "coronal", num_training=3, num_test=1, shape=(8, 8, 4))
     odd, _, affine = make_case(9, "axial", shape=(8, 8, 4))
     nib.save(nib.Nifti1Image(odd, affine), str(dataset / "imagesTr" / "mri_000.nii.gz"))  # one axial stack
-    with caplog.at_level(logging.WARNING, logger="l2gnet_monai.plan"):
+    with caplog.at_level(logging.WARNING, logger="l2gnet_monai.planning.dataset"):
         info = describe_dataset(dataset)
     assert info["slice_axis"] == 1 and info["modality"] == "MRI" and info["class_names"] == MRI_LABELS
     np.testing.assert_allclose(info["median_spacing"], [1.5, 4.0, 1.5])
@@ -92,7 +84,7 @@ def test_plan_round_trip_builds_the_trained_network_and_rewrites_metadata(tmp_pa
 
     loaded = read_plan(tmp_path / "models")
     assert loaded["class_names"] == MRI_LABELS and loaded["slice_axis"] == 0
-    with caplog.at_level(logging.WARNING, logger="l2gnet_monai.plan"):
+    with caplog.at_level(logging.WARNING, logger="l2gnet_monai.planning.dataset"):
         rebuilt = planned_network(loaded, out_channels=4, backbone="resnet50")  # the config's own setting loses
     assert "backbone" in caplog.text and "resnet50" in caplog.text
     rebuilt.load_state_dict(trained.state_dict())  # fits exactly

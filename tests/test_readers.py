@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from monai.transforms import LoadImaged
 
-from l2gnet_monai.readers import ContiguousNibabelReader
+from l2gnet_monai.transforms.readers import ContiguousNibabelReader
 
 
 def _nifti(path: Path, data: np.ndarray, slope: float | None = None) -> Path:

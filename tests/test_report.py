@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from l2gnet_monai.evaluation import EvaluationResults, compute_case_metrics
-from l2gnet_monai.report import REPORT_FILES, ReportBuilder
+from l2gnet_monai.evaluation.report import REPORT_FILES, ReportBuilder
 from tests.bundle.test_pictures import check_self_contained_page
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2gnet_monai.resume import RandomStates, resolve_resume_path
+from l2gnet_monai.training.resume import RandomStates, resolve_resume_path
 
 
 def _draws() -> tuple:

@@ -16,8 +16,8 @@ from monai.transforms import (
     Spacingd,
 )
 
-from l2gnet_monai.slice_resize import _first_argmax, resize_slices
-from l2gnet_monai.transforms import InvertToLabelsd, ResizeSlices, ResizeSlicesd
+from l2gnet_monai.transforms.invert import InvertToLabelsd
+from l2gnet_monai.transforms.slice_resize import ResizeSlices, ResizeSlicesd, _first_argmax, resize_slices
 
 # an oblique, anisotropic affine: the resize's affine update must follow the axes, not assume a diagonal
 AFFINE = torch.tensor(
@@ -110,7 +110,7 @@ def test_invert_to_labels_equals_softmax_invertd_argmax(slice_axis: int, caplog)
     generator = torch.Generator().manual_seed(1)
     logits = torch.nn.functional.avg_pool3d(torch.randn(4, *ours.shape[1:], generator=generator) * 4, 3, 1, 1)
     expected = _labels_reference(monai_pre, monai, logits)
-    with caplog.at_level("INFO", logger="l2gnet_monai.slice_resize"):
+    with caplog.at_level("INFO", logger="l2gnet_monai.transforms.invert"):
         got = InvertToLabelsd("pred", our_pre, orig_keys="image")({"image": ours, "pred": logits.clone()})["pred"]
     assert "full probability map" not in caplog.text, "the fused path ran"
     assert got.shape == (1, *shape) and got.dtype == torch.float32
@@ -133,7 +133,7 @@ def test_invert_to_labels_falls_back_when_the_trace_interpolates_elsewhere(caplo
     data = pre({"image": image})["image"]
     logits = torch.randn(3, *data.shape[1:], generator=torch.Generator().manual_seed(2))
     expected = _labels_reference(pre, data, logits)
-    with caplog.at_level("INFO", logger="l2gnet_monai.slice_resize"):
+    with caplog.at_level("INFO", logger="l2gnet_monai.transforms.invert"):
         got = InvertToLabelsd("pred", pre)({"image": data, "pred": logits.clone()})["pred"]
     assert "full probability map (SpatialResample in its trace may interpolate)" in caplog.text
     torch.testing.assert_close(got.as_tensor(), expected.as_tensor(), rtol=0, atol=0)
@@ -147,7 +147,7 @@ def test_invert_to_labels_of_a_trace_recorded_in_a_spawned_worker(monkeypatch, c
     data.applied_operations[-1]["id"] = 1  # as recorded by the worker's copy
     logits = torch.randn(3, *data.shape[1:], generator=torch.Generator().manual_seed(4))
     monkeypatch.setattr(torch.multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
-    with caplog.at_level("INFO", logger="l2gnet_monai.slice_resize"):
+    with caplog.at_level("INFO", logger="l2gnet_monai.transforms.invert"):
         got = InvertToLabelsd("pred", pre)({"image": data, "pred": logits})["pred"]
     assert "full probability map" not in caplog.text
     expected = resize_slices(logits, [12, 10], 2, softmax=True).argmax(0, keepdim=True)

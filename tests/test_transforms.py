@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from l2gnet_monai.transforms import IntensityNormalizationd, RandRotFlipOrRotated
+from l2gnet_monai.transforms.augmentation import RandRotFlipOrRotated
+from l2gnet_monai.transforms.intensity import IntensityNormalizationd
 
 
 def test_ct_is_windowed_to_the_protocols_hu_range() -> None:

@@ -6,22 +6,16 @@ import numpy as np
 import pytest
 
 from l2gnet_monai.data.labels import ACDC_LABELS, SYNAPSE_LABELS
-from l2gnet_monai.visualize import (
-    ERROR_ALPHA,
-    ERROR_COLORS,
-    FALLBACK_PALETTE,
-    OVERLAY_ALPHA,
+from l2gnet_monai.visualize.colors import ERROR_ALPHA, ERROR_COLORS, FALLBACK_PALETTE, OVERLAY_ALPHA, class_palette
+from l2gnet_monai.visualize.figures import mosaic_figure, save_figure, slice_figure
+from l2gnet_monai.visualize.overlays import (
     axcodes_of,
-    class_palette,
     display_image,
     error_labels,
     error_overlay,
     label_overlay,
-    mosaic_figure,
-    save_figure,
     screen_slice,
     select_slices,
-    slice_figure,
 )
 
 

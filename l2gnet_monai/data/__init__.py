@@ -27,7 +27,8 @@ _LAZY = {
     "check_batches": "l2gnet_monai.data.slices",
     "ensure_phantom_dataset": "l2gnet_monai.data.phantom",
     "generate_phantom_dataset": "l2gnet_monai.data.phantom",
-    "DatasetError": "l2gnet_monai.data.msd",
+    "DatasetError": "l2gnet_monai.data.errors",
+    "one_line": "l2gnet_monai.data.errors",
     "detect_layout": "l2gnet_monai.data.prepare",
     "prepare_dataset": "l2gnet_monai.data.prepare",
 }

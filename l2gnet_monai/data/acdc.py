@@ -30,9 +30,9 @@ import logging
 import re
 from pathlib import Path
 
+from l2gnet_monai.data.errors import DatasetError
 from l2gnet_monai.data.labels import ACDC_LABELS as _ACDC_LABELS
 from l2gnet_monai.data.msd import (
-    DatasetError,
     MSDWriter,
     check_same_grid,
     image_array,

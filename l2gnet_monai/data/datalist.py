@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 from monai.data import load_decathlon_datalist
 
-from l2gnet_monai.data.msd import DatasetError
+from l2gnet_monai.data.errors import DatasetError
 from l2gnet_monai.data.phantom import ensure_phantom_dataset
 from l2gnet_monai.data.volume_checks import (
     ClassNames,

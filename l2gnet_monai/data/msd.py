@@ -37,11 +37,12 @@ from typing import Any, Mapping, Sequence
 import nibabel as nib
 import numpy as np
 
+from l2gnet_monai.data.errors import DatasetError, one_line
+
 __all__ = [
     "CONVERTER_VERSION",
     "SPLITS",
     "AFFINE_ATOL",
-    "DatasetError",
     "MSDWriter",
     "read_nifti",
     "relative_path",
@@ -68,15 +69,6 @@ _SPLIT_FOLDERS = {
     "validation": ("imagesTr", "labelsTr"),
     "test": ("imagesTs", "labelsTs"),
 }
-
-
-class DatasetError(ValueError):
-    """Input data that cannot be converted; the message is one line and names the file(s) concerned."""
-
-
-def one_line(text: object) -> str:
-    """Collapse ``text`` (an exception message, say) onto one line."""
-    return " ".join(str(text).split())
 
 
 def nifti_path(stem: Path) -> Path:

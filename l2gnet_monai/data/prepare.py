@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from l2gnet_monai.data.acdc import locate_acdc, prepare_acdc
-from l2gnet_monai.data.msd import DatasetError
+from l2gnet_monai.data.errors import DatasetError
 from l2gnet_monai.data.synapse import (
     locate_synapse_raw,
     locate_synapse_transunet,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from l2gnet_monai.data.msd import DatasetError
+from l2gnet_monai.data.errors import DatasetError
 
 __all__ = ["SliceDataset", "check_batches"]
 

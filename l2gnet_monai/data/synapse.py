@@ -41,16 +41,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from l2gnet_monai.data.errors import DatasetError, one_line
 from l2gnet_monai.data.labels import SYNAPSE_LABELS as _SYNAPSE_LABELS
 from l2gnet_monai.data.msd import (
-    DatasetError,
     MSDWriter,
     check_same_grid,
     image_array,
     label_array,
     new_nifti,
     nifti_path,
-    one_line,
     read_nifti,
     relative_path,
     source_folder,

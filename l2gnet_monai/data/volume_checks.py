@@ -21,7 +21,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from l2gnet_monai.data.msd import AFFINE_ATOL, DatasetError, check_same_grid, one_line
+from l2gnet_monai.data.errors import DatasetError, one_line
+from l2gnet_monai.data.msd import AFFINE_ATOL, check_same_grid
 
 __all__ = [
     "LABEL_DTYPE_CLASSES",

@@ -3,9 +3,7 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Evaluation in the form of the paper's tables (Dice and HD95 per class on whole 3-D volumes).
-
-One module per concern:
+"""Evaluation in the form of the paper's tables (Dice and HD95 per class on whole 3-D volumes), and its report.
 
 * :mod:`~l2gnet_monai.evaluation.metrics`: Dice and HD95 of one case (TransUNet's protocol, medpy's HD95
   definition by default; the module docstring explains how it differs from MONAI's);
@@ -13,48 +11,57 @@ One module per concern:
   per-case CSV and ``summary.json``;
 * :mod:`~l2gnet_monai.evaluation.tables`: the paper's Table 1 / Table 2 and our row beside them (for the paper's
   classes), or a per-class table for any other dataset;
-* :mod:`~l2gnet_monai.evaluation.folders`: scoring a folder of predicted NIfTI files against their ground truth.
+* :mod:`~l2gnet_monai.evaluation.folders`: scoring a folder of predicted NIfTI files against their ground truth;
+* :mod:`~l2gnet_monai.evaluation.report`: the self-contained ``report.html`` with tables, box plots and pictures;
+* :mod:`~l2gnet_monai.evaluation.handler`: all of it as an engine handler of the bundle's evaluation.
+
+May import :mod:`l2gnet_monai.visualize` (the report's pictures), :mod:`l2gnet_monai.networks` (code usage) and
+:mod:`l2gnet_monai.data` (the paper's class names).
 """
 
-from l2gnet_monai.evaluation.folders import case_name_from_path, evaluate_folders
-from l2gnet_monai.evaluation.metrics import HD95_METHODS, compute_case_metrics, dice_score, hd95, metric_percase
-from l2gnet_monai.evaluation.results import EvaluationResults, aggregate, write_results
-from l2gnet_monai.evaluation.tables import (
-    ACDC_CLASSES,
-    PAPER_RESULTS,
-    PAPER_TABLE_CHOICES,
-    SYNAPSE_CLASSES,
-    TABLE_COLUMNS,
-    detect_paper_table,
-    format_comparison,
-    format_report,
-    format_scores,
-    format_table_row,
-    network_label,
-    resolve_paper_table,
-)
+from __future__ import annotations
 
-__all__ = [
-    "SYNAPSE_CLASSES",
-    "ACDC_CLASSES",
-    "TABLE_COLUMNS",
-    "PAPER_RESULTS",
-    "HD95_METHODS",
-    "dice_score",
-    "hd95",
-    "metric_percase",
-    "compute_case_metrics",
-    "aggregate",
-    "EvaluationResults",
-    "write_results",
-    "format_table_row",
-    "format_comparison",
-    "format_scores",
-    "format_report",
-    "PAPER_TABLE_CHOICES",
-    "detect_paper_table",
-    "resolve_paper_table",
-    "network_label",
-    "case_name_from_path",
-    "evaluate_folders",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "HD95_METHODS": "l2gnet_monai.evaluation.metrics",
+    "dice_score": "l2gnet_monai.evaluation.metrics",
+    "hd95": "l2gnet_monai.evaluation.metrics",
+    "metric_percase": "l2gnet_monai.evaluation.metrics",
+    "compute_case_metrics": "l2gnet_monai.evaluation.metrics",
+    "aggregate": "l2gnet_monai.evaluation.results",
+    "EvaluationResults": "l2gnet_monai.evaluation.results",
+    "write_results": "l2gnet_monai.evaluation.results",
+    "SYNAPSE_CLASSES": "l2gnet_monai.evaluation.tables",
+    "ACDC_CLASSES": "l2gnet_monai.evaluation.tables",
+    "TABLE_COLUMNS": "l2gnet_monai.evaluation.tables",
+    "PAPER_RESULTS": "l2gnet_monai.evaluation.tables",
+    "PAPER_TABLE_CHOICES": "l2gnet_monai.evaluation.tables",
+    "format_table_row": "l2gnet_monai.evaluation.tables",
+    "format_comparison": "l2gnet_monai.evaluation.tables",
+    "format_scores": "l2gnet_monai.evaluation.tables",
+    "format_report": "l2gnet_monai.evaluation.tables",
+    "detect_paper_table": "l2gnet_monai.evaluation.tables",
+    "resolve_paper_table": "l2gnet_monai.evaluation.tables",
+    "network_label": "l2gnet_monai.evaluation.tables",
+    "case_name_from_path": "l2gnet_monai.evaluation.folders",
+    "infer_class_names": "l2gnet_monai.evaluation.folders",
+    "evaluate_folders": "l2gnet_monai.evaluation.folders",
+    "ReportBuilder": "l2gnet_monai.evaluation.report",
+    "REPORT_NAME": "l2gnet_monai.evaluation.report",
+    "REPORT_FILES": "l2gnet_monai.evaluation.report",
+    "PaperMetricsHandler": "l2gnet_monai.evaluation.handler",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -208,7 +208,7 @@ def evaluate_folders(
         case_name_fn: maps a file path to its case name; default :func:`case_name_from_path`.
         method: what was scored (the row label of the tables), recorded in the summary.
         on_case: called after each case is scored with ``(case, prediction, ground truth, affine, ground-truth
-            path)``, e.g. :meth:`l2gnet_monai.report.ReportBuilder.add_case` through a small adapter.
+            path)``, e.g. :meth:`l2gnet_monai.evaluation.ReportBuilder.add_case` through a small adapter.
 
     Returns:
         The :class:`EvaluationResults`; call ``.summary()`` for the table numbers.

@@ -55,7 +55,7 @@ class L2GNet(nn.Module):
     when called with ``strict=False`` (as MONAI Label's bundle tasks do): a partial load would leave the missing
     layers random and serve them without a word. A misfit raises :class:`CheckpointMismatchError`, naming the
     missing, unexpected and mis-shaped parameters and what the checkpoint was trained with. The constructor's
-    arguments are kept in ``init_args`` (recorded in the training plan, see :mod:`l2gnet_monai.plan`).
+    arguments are kept in ``init_args`` (recorded in the training plan, see :mod:`l2gnet_monai.planning.plan`).
 
     **Input sizes.** Spatial sizes that are not multiples of 16 are zero-padded at the high end and the
     logits cropped back, so any size works; multiples of 16 avoid the padding.

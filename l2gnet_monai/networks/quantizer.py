@@ -30,7 +30,7 @@ class CodebookQuantizer(EMAQuantizer):
       ``usage`` (fraction of codes used) and ``restarted_codes``.
 
     The training step reads nothing back to the host: the statistics stay 0-d tensors on the device (read
-    them once per logging interval, as :class:`~l2gnet_monai.handlers.CodebookStatsHandler` does), whether
+    them once per logging interval, as :class:`~l2gnet_monai.training.CodebookStatsHandler` does), whether
     the codebook is initialised is mirrored in a Python bool (restored by ``load_state_dict``), and dead codes
     are replaced with tensor masks rather than by counting them first.
 

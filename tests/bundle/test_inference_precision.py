@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from l2gnet_monai.compilation import compiler_available
-from l2gnet_monai.inference import TunedSliceInferer
+from l2gnet_monai.inference.compilation import compiler_available
+from l2gnet_monai.inference.engine import TunedSliceInferer
 from tests.bundle.conftest import config_files, run_workflow
 
 

@@ -25,7 +25,7 @@ from l2gnet_monai.data.acdc import (
     prepare_acdc,
     read_info_cfg,
 )
-from l2gnet_monai.data.msd import DatasetError
+from l2gnet_monai.data.errors import DatasetError
 from l2gnet_monai.data.prepare import detect_layout
 from tests.data.fake_datasets import (
     acdc_frame,

@@ -11,8 +11,7 @@
 into the packaged ``train.json`` and ``inference.json``. The zip is byte-for-byte reproducible (sorted entries,
 fixed timestamps and permissions) and appears only when complete.
 
-:func:`install_bundle` extracts such a zip into a folder after checking every entry first: an archive with an
-entry that would land outside the target (``..``, an absolute path, a link) is refused before anything is written.
+:func:`~l2gnet_monai.planning.install.install_bundle` extracts such a zip safely.
 
 The bundle carries no Python code: its configs use the ``l2gnet_monai`` package, which must be installed where the
 bundle runs (``metadata.json`` names it in ``required_packages_version``; the configs' ``requirements`` entry fails
@@ -33,15 +32,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
-from l2gnet_monai.data.msd import DatasetError
+from l2gnet_monai.data.errors import DatasetError
 
 __all__ = [
     "BundleError",
     "DEFAULT_BUNDLE_NAME",
     "OVERRIDE_TARGETS",
     "REQUIRED_CONFIGS",
-    "check_archive",
-    "install_bundle",
     "merge_overrides",
     "package_bundle",
     "read_metadata",
@@ -283,7 +280,7 @@ def package_bundle(
     ``include_model`` and when it exists, ``models/model.pt``. Nothing else (data, outputs, other checkpoints).
     The weights are checked to load with ``weights_only=True`` and to fit the packaged network.
 
-    A trained bundle's ``models/plan.json`` (see :mod:`l2gnet_monai.plan`) goes with the weights: the packaged
+    A trained bundle's ``models/plan.json`` (see :mod:`l2gnet_monai.planning.plan`) goes with the weights: the packaged
     ``metadata.json`` then names the trained classes (what MONAI Label shows), ``inference.json`` reads the plan,
     and ``train.json`` continues the trained model (its classes and network) when it runs without ``dataset_dir``,
     as in MONAI Label's training. No training override needs to be repeated.
@@ -312,7 +309,7 @@ def package_bundle(
     override_files = _override_files(overrides)
     configs = bundle / "configs"
 
-    from l2gnet_monai.plan import PLAN_FILE, metadata_with_plan, read_plan, training_overrides
+    from l2gnet_monai.planning.plan import PLAN_FILE, metadata_with_plan, read_plan, training_overrides
 
     model_file = bundle / "models" / "model.pt"
     plan = read_plan(bundle / "models") if include_model and model_file.is_file() else {}
@@ -377,97 +374,3 @@ def package_bundle(
 # ------------------------------------------------------------------------------------------------------------
 # installing a zip
 # ------------------------------------------------------------------------------------------------------------
-
-
-def check_archive(archive: zipfile.ZipFile, target_dir: PathLike) -> str:
-    """Check every entry of a bundle zip before extracting any, and return the bundle's folder name.
-
-    Refused: names with ``\\``, absolute names (``/x``, ``C:x``), ``..`` or ``.`` components, names that resolve outside
-    ``target_dir``, symbolic links and other special files, entries outside a single top-level folder, and an
-    archive without ``<folder>/configs/metadata.json``.
-
-    Raises:
-        BundleError: naming the first offending entry.
-    """
-    root = Path(target_dir).resolve()
-    tops: set[str] = set()
-    names = archive.infolist()
-    if not names:
-        raise BundleError(f"archive: {archive.filename!r} is empty.")
-    for info in names:
-        name = info.filename
-        unsafe = (
-            not name
-            or "\\" in name
-            or "\x00" in name
-            or name.startswith("/")
-            or re.match(r"^[A-Za-z]:", name) is not None
-            or any(part in ("..", ".", "") for part in name.rstrip("/").split("/"))
-        )
-        mode = info.external_attr >> 16
-        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise BundleError(f"archive: entry {name!r} is a link or special file; refusing to extract.")
-        if not unsafe:
-            resolved = (root / name).resolve()
-            unsafe = resolved != root and root not in resolved.parents
-        if unsafe:
-            raise BundleError(f"archive: entry {name!r} would be written outside {str(root)!r}; refusing to extract.")
-        tops.add(name.split("/", 1)[0])
-    if len(tops) != 1:
-        raise BundleError(f"archive: expected one top-level bundle folder, found {sorted(tops)[:5]}.")
-    top = tops.pop()
-    if f"{top}/configs/metadata.json" not in archive.namelist():
-        raise BundleError(f"archive: {archive.filename!r} has no {top}/configs/metadata.json; is it a MONAI bundle?")
-    return top
-
-
-def install_bundle(archive_path: PathLike, bundle_dir: PathLike, overwrite: bool = False) -> Path:
-    """Extract a bundle zip into ``bundle_dir/<name>/``, for a machine without ``monai.bundle download``.
-
-    Every entry is checked first (:func:`check_archive`); nothing is written if one is unsafe. The bundle is
-    extracted into a temporary folder beside the destination and renamed into place, so ``bundle_dir/<name>``
-    never holds a partial bundle.
-
-    Args:
-        archive_path: the zip (e.g. made by :func:`package_bundle`).
-        bundle_dir: the folder to install into (created if needed); for MONAI Label, ``<app>/model``.
-        overwrite: replace an existing, non-empty ``bundle_dir/<name>``.
-
-    Returns:
-        The installed bundle's folder.
-
-    Raises:
-        FileNotFoundError: no such archive.
-        FileExistsError: the bundle is already installed and ``overwrite`` is false.
-        BundleError: not a zip, or an unsafe or malformed archive.
-    """
-    source = Path(archive_path).expanduser()
-    if not source.is_file():
-        raise FileNotFoundError(f"archive: {str(source)!r} does not exist.")
-    if not zipfile.is_zipfile(source):
-        raise BundleError(f"archive: {str(source)!r} is not a zip file.")
-    target_root = Path(bundle_dir).expanduser()
-    with zipfile.ZipFile(source) as archive:
-        top = check_archive(archive, target_root)
-        destination = target_root / top
-        if destination.exists() and (not destination.is_dir() or any(destination.iterdir())) and not overwrite:
-            raise FileExistsError(f"bundle_dir: {str(destination)!r} exists; pass --overwrite to replace it.")
-        target_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target_root, prefix=f".{top}.install-"))
-        try:
-            for info in archive.infolist():
-                path = staging.joinpath(*info.filename.rstrip("/").split("/"))
-                if info.is_dir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as src, open(path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            if destination.exists() or destination.is_symlink():
-                old = staging / ".replaced"
-                os.replace(destination, old)
-            os.replace(staging / top, destination)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    logger.info("installed %s", destination)
-    return destination

@@ -31,23 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from l2gnet_monai.evaluation import (
-    PAPER_RESULTS,
-    TABLE_COLUMNS,
-    EvaluationResults,
-    format_table_row,
-    resolve_paper_table,
-)
-from l2gnet_monai.visualize import (
-    axcodes_of,
-    class_palette,
-    display_image,
-    require_matplotlib,
-    save_figure,
-    screen_slice,
-    select_slices,
-    slice_figure,
-)
+from l2gnet_monai.evaluation.results import EvaluationResults
+from l2gnet_monai.evaluation.tables import PAPER_RESULTS, TABLE_COLUMNS, format_table_row, resolve_paper_table
+from l2gnet_monai.visualize.colors import class_palette
+from l2gnet_monai.visualize.figures import save_figure, slice_figure
+from l2gnet_monai.visualize.overlays import axcodes_of, display_image, require_matplotlib, screen_slice, select_slices
 
 __all__ = ["ReportBuilder", "REPORT_NAME", "REPORT_FILES"]
 

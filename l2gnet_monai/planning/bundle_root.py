@@ -39,7 +39,7 @@ def _config_file_from_argv(argv: list[str]) -> str | None:
 def default_bundle_root() -> str:
     """The folder of the bundle whose config is being run: the parent of its ``configs/`` folder.
 
-    A bundle config says ``"bundle_root": "$l2gnet_monai.bundle_utils.default_bundle_root()"`` so that
+    A bundle config says ``"bundle_root": "$l2gnet_monai.planning.default_bundle_root()"`` so that
     ``python -m monai.bundle run --config_file /path/to/bundle/configs/train.json`` works from any
     directory (the model zoo's ``"bundle_root": "."`` works only from the bundle's own folder). The
     location comes from the running ``ConfigWorkflow`` (its ``config_root_path``, i.e. the first config

@@ -18,7 +18,8 @@ decide its speed made for the machine it runs on:
 * **batch size** (``sw_batch_size="auto"``): measured on the first volume, by timing the network on
   1, 2, 4, ... of its slices until the throughput stops growing (:func:`measure_batch_size`).
 
-and, optionally, compilation (``compile``): ``torch.compile`` with frozen weights (:mod:`l2gnet_monai.compilation`),
+and, optionally, compilation (``compile``): ``torch.compile`` with frozen weights
+(:mod:`l2gnet_monai.inference.compilation`),
 1.2-1.3x faster than eager on a 2-core AVX-512 CPU after a compilation of 20-60 s. ``compile="auto"`` pays that
 price only when the work is long enough: the network runs eagerly until it has spent ``compile_after`` seconds
 (by default about one compilation) and is compiled from the next volume on, so a single volume never waits for
@@ -41,7 +42,7 @@ from monai.inferers import SliceInferer
 from monai.utils import convert_to_tensor
 from torch import nn
 
-from l2gnet_monai.compilation import CompilationError, CompiledInference, compiler_available
+from l2gnet_monai.inference.compilation import CompilationError, CompiledInference, compiler_available
 
 __all__ = [
     "PRECISIONS",
@@ -297,7 +298,7 @@ class TunedSliceInferer(SliceInferer):
         """The compiled network to run this volume with, or ``None`` to run eagerly (see ``compile``).
 
         A new compilation runs here, on one slice of ``inputs``, before the volume: with ``"auto"`` a failure
-        leaves the network eager, with ``True`` it raises :class:`~l2gnet_monai.compilation.CompilationError`.
+        leaves the network eager, with ``True`` it raises :class:`~l2gnet_monai.inference.CompilationError`.
         """
         if not self.compile or network in self._eager_only:
             return None

@@ -28,18 +28,17 @@ from ignite.engine import Engine, Events
 from monai.handlers.tensorboard_handlers import TensorBoardHandler
 from monai.visualize import plot_2d_or_3d_image
 
-from l2gnet_monai.handlers import image_in_label_grid
-from l2gnet_monai.losses import unwrap_network
 from l2gnet_monai.networks.explain import CodeUsageRecorder
-from l2gnet_monai.visualize import (
+from l2gnet_monai.networks.utils import unwrap_network
+from l2gnet_monai.visualize.colors import class_palette
+from l2gnet_monai.visualize.figures import mosaic_figure, save_figure
+from l2gnet_monai.visualize.image_grid import image_in_label_grid
+from l2gnet_monai.visualize.overlays import (
     axcodes_of,
-    class_palette,
     display_image,
     error_overlay,
     label_overlay,
-    mosaic_figure,
     require_matplotlib,
-    save_figure,
     screen_slice,
 )
 

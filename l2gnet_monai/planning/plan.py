@@ -5,8 +5,8 @@
 #     http://www.apache.org/licenses/LICENSE-2.0
 """The training plan: what a trained model was trained on, stored beside its weights (as nnU-Net's plans).
 
-Training computes, once, from the dataset (:func:`describe_dataset`: ``dataset.json`` and the NIfTI headers, nothing
-generated) and from its settings, everything that later steps need to use the model::
+Training computes, once, from the dataset (:func:`~l2gnet_monai.planning.dataset.describe_dataset`: ``dataset.json``
+and the NIfTI headers, nothing generated) and from its settings, everything that later steps need to use the model::
 
     {"plan_version": 1, "class_names": {"0": "background", ...}, "num_classes": 3, "modality": "MRI",
      "ct_window": [-125, 275], "slice_size": [224, 224], "slice_axis": 0, "median_spacing": [4.0, 1.2, 1.2],
@@ -17,10 +17,6 @@ and writes it atomically as ``plan.json`` into ``ckpt_dir`` before the first epo
 the bundle's ``metadata.json`` so that MONAI Label shows the trained classes. ``inference.json`` and
 ``evaluate.json`` read it from beside the checkpoint they load (:func:`read_plan`, :func:`planned_network`);
 without one (a weights file from elsewhere) they fall back to their own settings.
-
-**Slicing axis.** As nnU-Net's 2-D configuration, the network sees slices across the dataset's lowest-resolution
-axis: the largest median voxel spacing after reorientation to RAS (:func:`lowest_resolution_axis`), so that a
-sagittally acquired MRI stack is cut into its sharp sagittal slices. Ties keep the axial axis.
 """
 
 from __future__ import annotations
@@ -33,12 +29,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
-import numpy as np
-
-from l2gnet_monai.data.datalist import dataset_labels, dataset_modality, load_split, resolve_datalist
-from l2gnet_monai.data.msd import DatasetError
-from l2gnet_monai.data.phantom import DEFAULT_SPACING, PHANTOM_LABELS
+from l2gnet_monai.data.errors import DatasetError
+from l2gnet_monai.planning.geometry import AXIS_NAMES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -46,11 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "PLAN_FILE",
     "PLAN_VERSION",
-    "ras_spacing",
-    "lowest_resolution_axis",
-    "describe_dataset",
-    "check_slice_axis",
-    "volume_size",
     "build_plan",
     "save_plan",
     "read_plan",
@@ -65,159 +52,6 @@ logger = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 #: Version of the plan's format.
 PLAN_VERSION = 1
-#: Axis names after reorientation to RAS, for messages.
-AXIS_NAMES = ("sagittal (R-L)", "coronal (A-P)", "axial (S-I)")
-_NO_DATASET = ("", "None", "null")
-
-
-def ras_spacing(affine: np.ndarray) -> np.ndarray:
-    """Voxel spacing (mm) along the R, A, S axes of a volume once reoriented to RAS (``Orientationd("RAS")``).
-
-    Args:
-        affine: the ``(4, 4)`` voxel-to-world affine.
-
-    Returns:
-        ``(3,)`` spacings in RAS axis order.
-    """
-    affine = np.asarray(affine, dtype=float)
-    orientation = nib.orientations.io_orientation(affine)
-    sizes = nib.affines.voxel_sizes(affine)
-    spacing = np.empty(3)
-    for voxel_axis, (ras_axis, _) in enumerate(orientation):
-        spacing[int(ras_axis)] = sizes[voxel_axis]
-    return spacing
-
-
-def lowest_resolution_axis(spacing: Sequence[float], rtol: float = 1e-3) -> int:
-    """The RAS axis with the largest spacing (the axis to slice across); on a tie, the axial axis (2) if it is
-    among the largest, else the first of them.
-
-    Args:
-        spacing: ``(3,)`` spacings in RAS axis order.
-        rtol: relative tolerance for a tie.
-    """
-    spacing = np.asarray(spacing, dtype=float)
-    largest = [axis for axis in range(3) if spacing[axis] >= spacing.max() * (1 - rtol)]
-    return 2 if 2 in largest else largest[0]
-
-
-def _read_spacing(path: str) -> np.ndarray:
-    try:
-        return ras_spacing(nib.load(path).affine)  # the header only: no voxel data is read
-    except Exception as e:
-        raise DatasetError(f"{path!r}: cannot read its NIfTI header ({' '.join(str(e).split())}).") from e
-
-
-def check_slice_axis(
-    items: Sequence[Mapping[str, Any]], slice_axis: int, name: str = "datalist", key: str = "image"
-) -> list:
-    """Warn, once per volume, when a volume's own lowest-resolution axis is not the axis it will be sliced across.
-
-    Such a volume is still processed (across ``slice_axis``, as the model was trained), but its slices are blurred
-    through-plane images. Reads NIfTI headers only.
-
-    Args:
-        items: datalist entries with file paths under ``key``.
-        slice_axis: the RAS axis that is sliced across.
-        name: what the list is, for messages.
-        key: the key holding the image path.
-
-    Returns:
-        ``items``, unchanged.
-    """
-    for index, item in enumerate(items):
-        if not item.get(key):
-            continue
-        spacing = _read_spacing(os.fspath(item[key]))
-        own = lowest_resolution_axis(spacing)
-        if own != slice_axis and spacing[own] > spacing[slice_axis] * 1.05:
-            logger.warning(
-                "%s[%d]: %s has its lowest resolution across the %s axis (RAS spacing %s mm), but the model slices "
-                "across the %s axis, as chosen for its training data.",
-                name,
-                index,
-                item[key],
-                AXIS_NAMES[own],
-                np.round(spacing, 3).tolist(),
-                AXIS_NAMES[slice_axis],
-            )
-    return list(items)
-
-
-def describe_dataset(
-    dataset_dir: str | os.PathLike | None,
-    phantom: Mapping[str, Any] | None = None,
-    plan_file: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """What training needs to know about its dataset, read without generating or writing anything.
-
-    * a Decathlon-layout dataset: class names and modality from its ``dataset.json``; the median RAS spacing of
-      its training images and the slicing axis from their NIfTI headers (a warning names each volume whose own
-      geometry disagrees);
-    * no dataset (``None``) and an existing ``plan_file``: that plan (a trained bundle that MONAI Label trains
-      further on its own datalist keeps its classes);
-    * otherwise the synthetic phantom, whose classes and spacing are known without generating it.
-
-    Args:
-        dataset_dir: the dataset folder or its ``dataset.json``; ``None`` for the phantom.
-        phantom: the phantom's arguments (its ``spacing`` gives the slicing axis).
-        plan_file: a plan to take the description from when there is no ``dataset_dir``.
-
-    Returns:
-        ``{"class_names": {0: "background", ...}, "modality": "CT" | "MRI", "median_spacing": [x, y, z],
-        "slice_axis": 0 | 1 | 2, "dataset": <dataset.json path, or "phantom">}``.
-
-    Raises:
-        DatasetError: the dataset, its ``dataset.json`` or one of its headers is unusable.
-    """
-    if dataset_dir is None or str(dataset_dir).strip() in _NO_DATASET:
-        planned = read_plan(plan_file) if plan_file is not None else {}
-        if planned:
-            keys = ("class_names", "modality", "median_spacing", "slice_axis", "dataset")
-            return {key: planned.get(key) for key in keys}
-        spacing = [float(s) for s in dict(phantom or {}).get("spacing", DEFAULT_SPACING)]
-        return {
-            "class_names": dict(PHANTOM_LABELS),
-            "modality": "CT",
-            "median_spacing": spacing,
-            "slice_axis": lowest_resolution_axis(spacing),  # the phantom's affine is diagonal: no reorientation
-            "dataset": "phantom",
-        }
-    datalist_file = resolve_datalist(dataset_dir, phantom_dir=os.devnull)
-    items = load_split(datalist_file, "training", holdout_fraction=0.0, require_labels=False)
-    spacings = np.stack([_read_spacing(item["image"]) for item in items])
-    median = np.median(spacings, axis=0)
-    slice_axis = lowest_resolution_axis(median)
-    logger.info(
-        "dataset %s: median RAS spacing %s mm over %d training volumes; slicing across the %s axis.",
-        datalist_file,
-        np.round(median, 3).tolist(),
-        len(items),
-        AXIS_NAMES[slice_axis],
-    )
-    check_slice_axis(items, slice_axis, name=f"{datalist_file} training")
-    return {
-        "class_names": dataset_labels(datalist_file),
-        "modality": dataset_modality(datalist_file),
-        "median_spacing": [round(float(s), 6) for s in median],
-        "slice_axis": slice_axis,
-        "dataset": datalist_file,
-    }
-
-
-def volume_size(slice_size: Sequence[int], slice_axis: int) -> list[int]:
-    """``Resized``'s ``spatial_size`` for volumes: ``slice_size`` in plane, the sliced axis kept (``-1``).
-
-    Args:
-        slice_size: ``(H, W)`` of the 2-D slices, in the order of the two remaining RAS axes.
-        slice_axis: the RAS axis sliced across.
-    """
-    size = [int(s) for s in slice_size]
-    if len(size) != 2 or slice_axis not in (0, 1, 2):
-        raise ValueError(
-            f"volume_size: slice_size needs 2 entries and slice_axis 0, 1 or 2; got {slice_size}, {slice_axis}."
-        )
-    return size[:slice_axis] + [-1] + size[slice_axis:]
 
 
 def _network_record(network: nn.Module) -> dict[str, Any]:

@@ -1,0 +1,42 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""Slice-by-slice inference tuned for the machine: precision, memory format, batch size and compilation.
+
+* :mod:`~l2gnet_monai.inference.engine`: :class:`TunedSliceInferer`, MONAI's ``SliceInferer`` with those choices
+  made for the device;
+* :mod:`~l2gnet_monai.inference.compilation`: ``torch.compile`` with frozen weights for inference.
+
+May import torch and MONAI only: any 2-D network runs through it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "PRECISIONS": "l2gnet_monai.inference.engine",
+    "TunedSliceInferer": "l2gnet_monai.inference.engine",
+    "cpu_has_native_bf16": "l2gnet_monai.inference.engine",
+    "measure_batch_size": "l2gnet_monai.inference.engine",
+    "resolve_precision": "l2gnet_monai.inference.engine",
+    "CompilationError": "l2gnet_monai.inference.compilation",
+    "CompiledInference": "l2gnet_monai.inference.compilation",
+    "compiler_available": "l2gnet_monai.inference.compilation",
+    "weights_version": "l2gnet_monai.inference.compilation",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

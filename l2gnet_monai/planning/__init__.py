@@ -1,0 +1,64 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""The plan of a training run and the bundle around the trained model: what later steps read from training.
+
+* :mod:`~l2gnet_monai.planning.geometry`: spacing in RAS order, the slicing axis, the resized volume's size;
+* :mod:`~l2gnet_monai.planning.dataset`: what a dataset is (classes, modality, spacing, slicing axis), from its
+  ``dataset.json`` and NIfTI headers;
+* :mod:`~l2gnet_monai.planning.plan`: the plan stored beside the weights, and the network it describes;
+* :mod:`~l2gnet_monai.planning.trained_bundle`: a trained bundle opened in Python (network, preprocessing, classes);
+* :mod:`~l2gnet_monai.planning.packaging` and :mod:`~l2gnet_monai.planning.install`: the bundle as a model-zoo zip;
+* :mod:`~l2gnet_monai.planning.bundle_root`: where the bundle is, and the checkpoint a workflow needs.
+
+May import :mod:`l2gnet_monai.data` (datalists, dataset errors, the phantom's classes) and the network classes a
+plan names; nothing from training, inference, evaluation or pictures.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "default_bundle_root": "l2gnet_monai.planning.bundle_root",
+    "require_checkpoint": "l2gnet_monai.planning.bundle_root",
+    "AXIS_NAMES": "l2gnet_monai.planning.geometry",
+    "ras_spacing": "l2gnet_monai.planning.geometry",
+    "lowest_resolution_axis": "l2gnet_monai.planning.geometry",
+    "volume_size": "l2gnet_monai.planning.geometry",
+    "describe_dataset": "l2gnet_monai.planning.dataset",
+    "check_slice_axis": "l2gnet_monai.planning.dataset",
+    "PLAN_FILE": "l2gnet_monai.planning.plan",
+    "PLAN_VERSION": "l2gnet_monai.planning.plan",
+    "build_plan": "l2gnet_monai.planning.plan",
+    "save_plan": "l2gnet_monai.planning.plan",
+    "read_plan": "l2gnet_monai.planning.plan",
+    "planned_network": "l2gnet_monai.planning.plan",
+    "metadata_with_plan": "l2gnet_monai.planning.plan",
+    "training_overrides": "l2gnet_monai.planning.plan",
+    "load_bundle": "l2gnet_monai.planning.trained_bundle",
+    "BundleError": "l2gnet_monai.planning.packaging",
+    "DEFAULT_BUNDLE_NAME": "l2gnet_monai.planning.packaging",
+    "OVERRIDE_TARGETS": "l2gnet_monai.planning.packaging",
+    "REQUIRED_CONFIGS": "l2gnet_monai.planning.packaging",
+    "merge_overrides": "l2gnet_monai.planning.packaging",
+    "package_bundle": "l2gnet_monai.planning.packaging",
+    "read_metadata": "l2gnet_monai.planning.packaging",
+    "check_archive": "l2gnet_monai.planning.install",
+    "install_bundle": "l2gnet_monai.planning.install",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

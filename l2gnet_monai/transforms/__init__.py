@@ -1,0 +1,47 @@
+# Copyright (c) l2gnet-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""MONAI transforms of the bundle's data pipeline, and the preprocessing every workflow shares.
+
+* :mod:`~l2gnet_monai.transforms.preprocessing`: the one preprocessing chain of training, evaluation, inference
+  and MONAI Label;
+* :mod:`~l2gnet_monai.transforms.readers`: a NIfTI reader that returns contiguous float32 volumes;
+* :mod:`~l2gnet_monai.transforms.intensity`: intensity normalisation by modality (CT window, MRI min-max);
+* :mod:`~l2gnet_monai.transforms.slice_resize`: in-plane resizing of volumes, invertible;
+* :mod:`~l2gnet_monai.transforms.invert`: class scores back to a label map in the original image space;
+* :mod:`~l2gnet_monai.transforms.augmentation`: the paper's 2-D augmentation.
+
+May import torch and MONAI only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ContiguousNibabelReader": "l2gnet_monai.transforms.readers",
+    "IntensityNormalizationd": "l2gnet_monai.transforms.intensity",
+    "ct_window": "l2gnet_monai.transforms.intensity",
+    "SLICE_MODES": "l2gnet_monai.transforms.slice_resize",
+    "resize_slices": "l2gnet_monai.transforms.slice_resize",
+    "ResizeSlices": "l2gnet_monai.transforms.slice_resize",
+    "ResizeSlicesd": "l2gnet_monai.transforms.slice_resize",
+    "VOXEL_MOVING_TRANSFORMS": "l2gnet_monai.transforms.invert",
+    "InvertToLabelsd": "l2gnet_monai.transforms.invert",
+    "RandRotFlipOrRotated": "l2gnet_monai.transforms.augmentation",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
