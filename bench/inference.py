@@ -75,7 +75,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from l2gnet_monai import L2GNet
 from l2gnet_monai.inference.engine import TunedSliceInferer, cpu_has_native_bf16, resolve_precision
 from l2gnet_monai.transforms.invert import InvertToLabelsd
-from l2gnet_monai.transforms.slice_resize import ResizeSlicesd
+from l2gnet_monai.transforms.slice_resize import ResizeSlicesd, volume_size
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 9
@@ -364,10 +364,10 @@ def invert_comparison(
         base: the image after the preprocessing steps before the resize (loaded, reoriented, windowed).
         logits: ``(C, x, y, z)`` network output in the resized grid.
         prefix: the preprocessing steps that made ``base`` (their trace is inverted too).
-        parser: the inference config (for ``volume_size``).
+        parser: the inference config (for the slice size and axis).
         rounds: timed rounds after one warm-up round.
     """
-    size = parser.get_parsed_content("volume_size")
+    size = volume_size(parser.get_parsed_content("slice_size"), parser.get_parsed_content("slice_axis"))
     softmax_invert_argmax = "Activationsd + Invertd + AsDiscreted"
 
     def chain(resize: Any, fused: bool) -> Dict[str, Any]:

@@ -171,7 +171,8 @@ def test_coronal_dataset_is_sliced_across_its_coronal_axis(tmp_path: Path) -> No
     bundle = copy_bundle(tmp_path / NAME)
     workflow = run_workflow(config_files(bundle, "train"), "train", dataset_dir=str(dataset), holdout_fraction=0.34)
     parsed = workflow.parser.get_parsed_content
-    assert parsed("slice_axis") == 1 and parsed("volume_size") == [64, -1, 64]
+    resize = next(t for t in parsed("train#preprocessing").transforms if type(t).__name__ == "ResizeSlicesd")
+    assert parsed("slice_axis") == 1 and tuple(resize.resizer.spatial_size) == (64, -1, 64)
     slices = parsed("train#slices")
     assert len(slices) == 2 * 6, "every 4 mm coronal slice of the 2 training volumes, once"
     assert tuple(slices[0]["image"].shape) == (1, 64, 64)

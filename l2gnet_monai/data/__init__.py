@@ -3,10 +3,20 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Data: the synthetic CT phantom, dataset preparation for Synapse and ACDC, datalists and slice datasets.
+"""Data: datalists and slice datasets, checks of users' volumes, the synthetic CT phantom, and the conversion of the
+paper's datasets (Synapse, ACDC) to the Medical Segmentation Decathlon layout.
 
-Names are imported from their modules on first use, so that ``l2gnet_monai.data.msd`` (used by the
-command-line interface) loads without torch and MONAI.
+* :mod:`~l2gnet_monai.data.errors`: :class:`DatasetError`, the one-line error of unusable input data;
+* :mod:`~l2gnet_monai.data.datalist`: ``dataset.json`` splits, image lists and the checks run before training;
+* :mod:`~l2gnet_monai.data.volume_checks`: header and voxel checks of images and labels;
+* :mod:`~l2gnet_monai.data.slices`: the 2-D slices of cached volumes as a training dataset;
+* :mod:`~l2gnet_monai.data.phantom`: the synthetic abdominal CT phantom, the bundle's default data;
+* :mod:`~l2gnet_monai.data.msd`, :mod:`~l2gnet_monai.data.synapse`, :mod:`~l2gnet_monai.data.acdc`,
+  :mod:`~l2gnet_monai.data.prepare`: the downloads converted to the Decathlon layout;
+* :mod:`~l2gnet_monai.data.labels`: the class names of the paper's datasets.
+
+May import numpy, nibabel, scipy, torch and MONAI; nothing else of this package. Names are imported from their
+modules on first use, so that the converters (used by the command line) load without torch and MONAI.
 """
 
 from __future__ import annotations

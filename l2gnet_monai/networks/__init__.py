@@ -3,7 +3,11 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Networks and network building blocks of L2GNet."""
+"""L2GNet and its building blocks: encoders, the vector quantizer, the Nystrom embedding, log-domain Sinkhorn, the
+L2GMapper, and what the bottleneck does with an image (:mod:`~l2gnet_monai.networks.explain`).
+
+May import torch and MONAI only: the network is usable without the rest of the package.
+"""
 
 from l2gnet_monai.networks.encoders import BackboneStages, ResNetStages, build_encoder, load_torchvision_resnet
 from l2gnet_monai.networks.l2g_mapper import L2GMapper, positional_prior

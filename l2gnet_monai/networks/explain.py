@@ -17,21 +17,19 @@ how many pixels of each predicted class use each code: the per-class code histog
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from l2gnet_monai.networks.l2g_mapper import positional_prior
-
-if TYPE_CHECKING:
-    from l2gnet_monai.networks.l2gnet import L2GNet
 
 __all__ = ["explain", "CodeUsageRecorder", "codes_to_pixels"]
 
 
 @torch.no_grad()
-def explain(network: L2GNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def explain(network: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The bottleneck's view of a batch of images.
 
     The network runs in eval mode (restored afterwards), so nothing it learns (codebook EMA, batch-norm

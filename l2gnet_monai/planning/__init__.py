@@ -28,7 +28,6 @@ _LAZY = {
     "AXIS_NAMES": "l2gnet_monai.planning.geometry",
     "ras_spacing": "l2gnet_monai.planning.geometry",
     "lowest_resolution_axis": "l2gnet_monai.planning.geometry",
-    "volume_size": "l2gnet_monai.planning.geometry",
     "describe_dataset": "l2gnet_monai.planning.dataset",
     "check_slice_axis": "l2gnet_monai.planning.dataset",
     "PLAN_FILE": "l2gnet_monai.planning.plan",

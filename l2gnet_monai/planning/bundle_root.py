@@ -3,14 +3,28 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Helpers that the bundle's configs call: where the bundle is, and what the workflows need before they run."""
+"""Where the bundle is (``bundle_root``), and the checkpoint a workflow needs before it writes anything.
+
+``bundle_root`` is the folder that holds ``configs/`` and receives ``models/``, ``eval/`` and ``data/``. It comes,
+in this order, from:
+
+1. ``--bundle_root`` (or ``bundle_root=`` of ``ConfigWorkflow``/``monai.bundle.run``): an override replaces the
+   config's own value, so nothing here runs. MONAI Label passes it, and so should Python code that builds a
+   workflow.
+2. The first ``--config_file`` on the command line of ``python -m monai.bundle run``: the parent of its
+   ``configs/`` folder (the folder itself when it is not called ``configs``), so that
+   ``python -m monai.bundle run --config_file /path/to/bundle/configs/train.json`` works from any directory
+   (the model zoo's ``"bundle_root": "."`` works only from the bundle's own folder). MONAI does not hand a config
+   the path it was read from, so the command line is the one place that names it.
+3. The current directory, with a warning.
+"""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["default_bundle_root", "require_checkpoint"]
@@ -18,12 +32,8 @@ __all__ = ["default_bundle_root", "require_checkpoint"]
 logger = logging.getLogger(__name__)
 
 
-def _root_of(config_dir: Path) -> str:
-    config_dir = config_dir.resolve()
-    return str(config_dir.parent if config_dir.name == "configs" else config_dir)
-
-
-def _config_file_from_argv(argv: list[str]) -> str | None:
+def _config_file_from_argv(argv: Sequence[str]) -> str | None:
+    """The first file of ``--config_file`` in ``argv`` (one path, or a list such as ``"['a.json','b.json']"``)."""
     for i, arg in enumerate(argv):
         value = None
         if arg == "--config_file" and i + 1 < len(argv):
@@ -36,31 +46,25 @@ def _config_file_from_argv(argv: list[str]) -> str | None:
     return None
 
 
-def default_bundle_root() -> str:
-    """The folder of the bundle whose config is being run: the parent of its ``configs/`` folder.
+def default_bundle_root(argv: Sequence[str] | None = None) -> str:
+    """The bundle folder when no ``bundle_root`` override is given (see the module docstring for the order).
 
-    A bundle config says ``"bundle_root": "$l2gnet_monai.planning.default_bundle_root()"`` so that
-    ``python -m monai.bundle run --config_file /path/to/bundle/configs/train.json`` works from any
-    directory (the model zoo's ``"bundle_root": "."`` works only from the bundle's own folder). The
-    location comes from the running ``ConfigWorkflow`` (its ``config_root_path``, i.e. the first config
-    file's folder), else from ``--config_file`` on the command line, else the current directory.
-    An explicit ``--bundle_root`` override (as MONAI Label passes) takes precedence over all of this.
+    A bundle config says ``"bundle_root": "$l2gnet_monai.planning.default_bundle_root()"``.
+
+    Args:
+        argv: the command line to read ``--config_file`` from (default: ``sys.argv``).
 
     Returns:
         Absolute path of the bundle root.
     """
-    from monai.bundle import ConfigWorkflow
-
-    frame = inspect.currentframe()
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, ConfigWorkflow) and getattr(candidate, "config_root_path", None) is not None:
-            return _root_of(Path(candidate.config_root_path))
-        frame = frame.f_back
-    config_file = _config_file_from_argv(sys.argv)
+    config_file = _config_file_from_argv(sys.argv if argv is None else argv)
     if config_file:
-        return _root_of(Path(config_file).parent)
-    logger.warning("bundle_root: no bundle config in sight; using the current directory %s.", os.getcwd())
+        config_dir = Path(config_file).parent.resolve()
+        return str(config_dir.parent if config_dir.name == "configs" else config_dir)
+    logger.warning(
+        "bundle_root: no --bundle_root and no --config_file on the command line; using the current directory %s.",
+        os.getcwd(),
+    )
     return os.getcwd()
 
 

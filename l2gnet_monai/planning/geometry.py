@@ -3,7 +3,7 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Voxel geometry of a dataset: spacing in RAS order, the axis to slice across, the resized volume's size.
+"""Voxel geometry of a dataset: spacing in RAS order, the axis to slice across.
 
 **Slicing axis.** As nnU-Net's 2-D configuration, the network sees slices across the dataset's lowest-resolution
 axis: the largest median voxel spacing after reorientation to RAS (:func:`lowest_resolution_axis`), so that a
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
-__all__ = ["AXIS_NAMES", "ras_spacing", "lowest_resolution_axis", "volume_size"]
+__all__ = ["AXIS_NAMES", "ras_spacing", "lowest_resolution_axis"]
 
 #: Axis names after reorientation to RAS, for messages.
 AXIS_NAMES = ("sagittal (R-L)", "coronal (A-P)", "axial (S-I)")
@@ -52,18 +52,3 @@ def lowest_resolution_axis(spacing: Sequence[float], rtol: float = 1e-3) -> int:
     spacing = np.asarray(spacing, dtype=float)
     largest = [axis for axis in range(3) if spacing[axis] >= spacing.max() * (1 - rtol)]
     return 2 if 2 in largest else largest[0]
-
-
-def volume_size(slice_size: Sequence[int], slice_axis: int) -> list[int]:
-    """``Resized``'s ``spatial_size`` for volumes: ``slice_size`` in plane, the sliced axis kept (``-1``).
-
-    Args:
-        slice_size: ``(H, W)`` of the 2-D slices, in the order of the two remaining RAS axes.
-        slice_axis: the RAS axis sliced across.
-    """
-    size = [int(s) for s in slice_size]
-    if len(size) != 2 or slice_axis not in (0, 1, 2):
-        raise ValueError(
-            f"volume_size: slice_size needs 2 entries and slice_axis 0, 1 or 2; got {slice_size}, {slice_axis}."
-        )
-    return size[:slice_axis] + [-1] + size[slice_axis:]

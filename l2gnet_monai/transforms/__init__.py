@@ -22,10 +22,13 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "LABEL_GRIDS": "l2gnet_monai.transforms.preprocessing",
+    "volume_preprocessing": "l2gnet_monai.transforms.preprocessing",
     "ContiguousNibabelReader": "l2gnet_monai.transforms.readers",
     "IntensityNormalizationd": "l2gnet_monai.transforms.intensity",
     "ct_window": "l2gnet_monai.transforms.intensity",
     "SLICE_MODES": "l2gnet_monai.transforms.slice_resize",
+    "volume_size": "l2gnet_monai.transforms.slice_resize",
     "resize_slices": "l2gnet_monai.transforms.slice_resize",
     "ResizeSlices": "l2gnet_monai.transforms.slice_resize",
     "ResizeSlicesd": "l2gnet_monai.transforms.slice_resize",

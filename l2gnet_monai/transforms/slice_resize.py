@@ -37,13 +37,28 @@ from monai.transforms import (
 from monai.transforms.utils import scale_affine
 from monai.utils import TraceKeys, TransformBackends, convert_to_tensor, ensure_tuple_rep
 
-__all__ = ["SLICE_MODES", "resize_slices", "ResizeSlices", "ResizeSlicesd"]
+__all__ = ["SLICE_MODES", "volume_size", "resize_slices", "ResizeSlices", "ResizeSlicesd"]
 
 logger = logging.getLogger(__name__)
 
 #: 2-D interpolation modes of ``torch.nn.functional.interpolate`` that give, slice by slice, what the 3-D mode of
 #: the same name gives when the sliced axis keeps its size.
 SLICE_MODES = ("bilinear", "nearest", "nearest-exact", "area")
+
+
+def volume_size(slice_size: Sequence[int], slice_axis: int) -> list[int]:
+    """``ResizeSlices``'s ``spatial_size`` for volumes: ``slice_size`` in plane, the sliced axis kept (``-1``).
+
+    Args:
+        slice_size: ``(H, W)`` of the 2-D slices, in the order of the two remaining RAS axes.
+        slice_axis: the RAS axis sliced across.
+    """
+    size = [int(s) for s in slice_size]
+    if len(size) != 2 or slice_axis not in (0, 1, 2):
+        raise ValueError(
+            f"volume_size: slice_size needs 2 entries and slice_axis 0, 1 or 2; got {slice_size}, {slice_axis}."
+        )
+    return size[:slice_axis] + [-1] + size[slice_axis:]
 
 
 def _first_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -140,7 +155,7 @@ class ResizeSlices(InvertibleTransform):
 
     Args:
         spatial_size: output spatial size with exactly one ``-1``: the axis across which the volume is sliced, kept
-            (:func:`l2gnet_monai.planning.volume_size`, e.g. ``[224, 224, -1]``).
+            (:func:`volume_size`, e.g. ``[224, 224, -1]``).
         mode: 2-D interpolation, one of ``"bilinear"`` (the image default), ``"nearest"`` (label maps),
             ``"nearest-exact"``, ``"area"``.
         chunk_slices: slices per chunk of :meth:`inverse_to_labels` (bounds its working memory); a plain resize
@@ -240,7 +255,8 @@ class ResizeSlicesd(MapTransform, InvertibleTransform):
 
     Args:
         keys: keys of the channel-first volumes to resize.
-        spatial_size: output spatial size with ``-1`` at the sliced axis (the plan's ``volume_size``).
+        spatial_size: output spatial size with ``-1`` at the sliced axis (:func:`volume_size` of the plan's slice
+            size and axis).
         mode: interpolation per key (``"bilinear"`` images, ``"nearest"`` labels), or one for all.
         chunk_slices: slices per chunk of the inversion to labels (:class:`InvertToLabelsd`).
         allow_missing_keys: don't raise for absent keys.

@@ -22,9 +22,16 @@ def config_files(bundle: Path, *names: str, smoke: bool = True) -> list[str]:
     return files + ([str(SMOKE)] if smoke else [])
 
 
+def bundle_workflow(files: list[str], workflow_type: str | None, **override) -> ConfigWorkflow:
+    """A ``ConfigWorkflow`` of the bundle whose ``configs/`` holds ``files[0]``, with its ``bundle_root`` passed as
+    Python code that builds a workflow must (docs/bundle.md, "bundle_root")."""
+    override.setdefault("bundle_root", str(Path(files[0]).resolve().parent.parent))
+    return ConfigWorkflow(config_file=files, workflow_type=workflow_type, **override)
+
+
 def run_workflow(files: list[str], workflow_type: str | None, **override) -> ConfigWorkflow:
     """Drive a bundle config as the model zoo's tests do: initialize, check_properties, run, finalize."""
-    workflow = ConfigWorkflow(config_file=files, workflow_type=workflow_type, **override)
+    workflow = bundle_workflow(files, workflow_type, **override)
     workflow.initialize()
     assert not workflow.check_properties(), workflow.check_properties()
     workflow.run()

@@ -13,9 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.bundle import ConfigWorkflow
 
-from tests.bundle.conftest import config_files, run_cli
+from tests.bundle.conftest import bundle_workflow, config_files, run_cli
 
 # MONAI rewrites "#" in expressions to its "::" separator, so the config keys in messages read "train::dataset::data".
 from tests.bundle.test_datasets_and_bad_input import _error_text, make_msd_dataset
@@ -26,7 +25,7 @@ def _written(bundle: Path) -> list[str]:
 
 
 def _stops_in_initialize(bundle: Path, names: tuple[str, ...], *fragments: str, **override) -> None:
-    workflow = ConfigWorkflow(config_file=config_files(bundle, *names), workflow_type="train", **override)
+    workflow = bundle_workflow(config_files(bundle, *names), "train", **override)
     with pytest.raises(Exception) as info:
         workflow.initialize()
     text = _error_text(info.value)
@@ -74,7 +73,7 @@ def test_image_label_affine_mismatch_stops_training_and_evaluation(fresh_bundle:
     expected = ("validate::dataset::data[0]: affine/spacing mismatch", f"label {victim} has spacing [1.5, 1.5, 6.0]")
     _stops_in_initialize(fresh_bundle, ("train",), *expected, dataset_dir=str(dataset))
     (fresh_bundle / "models" / "model.pt").write_bytes(b"")  # evaluation gets past its checkpoint check
-    workflow = ConfigWorkflow(config_file=config_files(fresh_bundle, "train", "evaluate"), workflow_type="train")
+    workflow = bundle_workflow(config_files(fresh_bundle, "train", "evaluate"), "train")
     with pytest.raises(Exception) as info:
         workflow.parser.update({"dataset_dir": str(dataset)})
         workflow.initialize()

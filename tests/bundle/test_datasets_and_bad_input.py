@@ -9,9 +9,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.bundle import ConfigWorkflow
 
-from tests.bundle.conftest import config_files, run_cli, run_workflow
+from tests.bundle.conftest import bundle_workflow, config_files, run_cli, run_workflow
 
 
 def _free_port() -> int:
@@ -97,7 +96,7 @@ def test_multi_gpu_config_trains_with_two_gloo_processes_under_torchrun(fresh_bu
 
 
 def _expect_failure(bundle: Path, names: tuple[str, ...], match: str, **override) -> None:
-    workflow = ConfigWorkflow(config_file=config_files(bundle, *names), workflow_type="train", **override)
+    workflow = bundle_workflow(config_files(bundle, *names), "train", **override)
     with pytest.raises(Exception) as info:
         workflow.initialize()
         workflow.run()
@@ -152,7 +151,7 @@ def test_truncated_nifti_is_named(fresh_bundle: Path, tmp_path) -> None:
 def test_missing_checkpoint_stops_evaluation_and_inference(fresh_bundle: Path) -> None:
     missing = fresh_bundle / "models" / "model.pt"
     _expect_failure(fresh_bundle, ("train", "evaluate"), f"checkpoint: '{missing}' does not exist")
-    workflow = ConfigWorkflow(config_file=config_files(fresh_bundle, "inference"), workflow_type="infer")
+    workflow = bundle_workflow(config_files(fresh_bundle, "inference"), "infer")
     with pytest.raises(Exception) as info:
         workflow.initialize()
     assert f"checkpoint: '{missing}' does not exist" in _error_text(info.value)

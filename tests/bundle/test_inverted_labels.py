@@ -9,9 +9,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from monai.bundle import ConfigWorkflow
 
-from tests.bundle.conftest import config_files
+from tests.bundle.conftest import bundle_workflow, config_files
 
 
 class Standardised(torch.nn.Module):
@@ -53,7 +52,7 @@ def test_inference_label_maps_equal_monai_resized_and_invertd(trained_bundle: Pa
     # the smoke volumes are 64 x 64 in plane, as the model's slices: infer at 48 x 48 so that the resize does work
     for name, override in (("bundle", {}), ("monai", monai_chain)):
         out = tmp_path / name
-        workflow = ConfigWorkflow(
+        workflow = bundle_workflow(
             config_files(trained_bundle, "inference"), "infer", output_dir=str(out), slice_size=[48, 48], **override
         )
         workflow.initialize()

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
 from l2gnet_monai.data.phantom import PHANTOM_LABELS, generate_phantom_case
 from l2gnet_monai.networks import L2GNet
-from tests.bundle.conftest import REPO, SHARED, SMOKE, config_files, copy_bundle, run_cli, run_workflow
+from tests.bundle.conftest import REPO, SHARED, SMOKE, bundle_workflow, config_files, copy_bundle, run_cli, run_workflow
 from tests.bundle.test_datasets_and_bad_input import _error_text
 
 BUNDLE = REPO / "bundle"
@@ -184,9 +184,9 @@ def test_resuming_with_more_epochs_continues_the_schedule_and_restores_the_state
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     steps = saved["trainer"]["epoch_length"]
     assert saved["optimizer"]["param_groups"][0]["lr"] == 0.0, "the finished 1-epoch schedule ends at 0"
-    workflow = ConfigWorkflow(
-        config_file=config_files(bundle, "train"),
-        workflow_type="train",
+    workflow = bundle_workflow(
+        config_files(bundle, "train"),
+        "train",
         resume_from=str(checkpoint),
         max_epochs=3,
         phantom_dir=str(trained_bundle / "data" / "phantom_smoke"),
@@ -228,7 +228,7 @@ def test_resuming_with_more_epochs_continues_the_schedule_and_restores_the_state
 
 def test_resume_from_latest_without_a_checkpoint_names_the_file(fresh_bundle: Path) -> None:
     files = config_files(fresh_bundle, "train")
-    workflow = ConfigWorkflow(config_file=files, workflow_type="train", resume_from="latest")
+    workflow = bundle_workflow(files, "train", resume_from="latest")
     with pytest.raises(Exception) as info:
         workflow.initialize()
     text = _error_text(info.value)

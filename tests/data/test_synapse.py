@@ -18,7 +18,7 @@ import pytest
 from monai.data import load_decathlon_datalist
 from monai.transforms import ScaleIntensityRange
 
-import l2gnet_monai.data.synapse as synapse_module
+import l2gnet_monai.data.synapse.raw as synapse_module
 from l2gnet_monai.data.errors import DatasetError
 from l2gnet_monai.data.prepare import detect_layout, prepare_dataset
 from l2gnet_monai.data.synapse import (

@@ -44,7 +44,7 @@ def test_report_is_self_contained_and_replaces_the_previous_one(tmp_path) -> Non
 
 def test_cli_evaluate_writes_the_report_with_the_datasets_images(tmp_path, capsys) -> None:
     from l2gnet_monai.cli import main
-    from tests.test_evaluation_any_dataset import _msd_with_predictions
+    from tests.evaluation.test_any_dataset import _msd_with_predictions
 
     dataset, preds = _msd_with_predictions(tmp_path / "Task09_Toy", {"0": "background", "1": "atrium", "2": "scar"})
     out = tmp_path / "scores"
@@ -59,7 +59,7 @@ def test_cli_evaluate_writes_the_report_with_the_datasets_images(tmp_path, capsy
 
 
 def test_folder_collector_reads_each_cases_image_from_the_datalist(tmp_path) -> None:
-    from tests.test_evaluation_any_dataset import _msd_with_predictions
+    from tests.evaluation.test_any_dataset import _msd_with_predictions
 
     dataset, _ = _msd_with_predictions(tmp_path / "Task09_Toy", {"0": "background", "1": "atrium", "2": "scar"})
     builder = ReportBuilder(modality="MRI")
@@ -80,7 +80,7 @@ def test_missing_matplotlib_is_one_line_saying_how_to_install_it(tmp_path, monke
     import sys
 
     from l2gnet_monai.cli import main
-    from tests.test_evaluation_any_dataset import _msd_with_predictions
+    from tests.evaluation.test_any_dataset import _msd_with_predictions
 
     dataset, preds = _msd_with_predictions(tmp_path / "Task09_Toy", {"0": "background", "1": "atrium", "2": "scar"})
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed

@@ -3,279 +3,33 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Synapse multi-organ CT (BTCV, MICCAI 2015 Multi-Atlas Abdomen Labeling) in the TransUNet protocol.
-
-Two source layouts are converted to the MSD layout of :mod:`l2gnet_monai.data.msd`:
-
-* ``synapse-raw``, the BTCV "RawData" release::
-
-      <root>/RawData/Training/img/img0001.nii.gz
-      <root>/RawData/Training/label/label0001.nii.gz
-
-  (``<root>`` may also be ``RawData/`` or ``RawData/Training/``). The 13 BTCV labels are mapped to the
-  paper's 8 organs (:data:`BTCV_TO_SYNAPSE`); HU values, spacing, orientation and header are kept.
-
-* ``synapse-transunet``, TransUNet's preprocessed release::
-
-      <root>/train_npz/case0005_slice000.npz     # keys image (H, W) float32 in [0, 1], label (H, W)
-      <root>/test_vol_h5/case0001.npy.h5        # datasets image, label of shape (D, H, W)
-      <root>/lists/lists_Synapse/{train.txt,test_vol.txt}   # optional
-
-  Intensities there are HU clipped to [-125, 275] and scaled to [0, 1]; they are mapped back with
-  ``hu = x * 400 - 125`` so that the bundle's CT window [-125, 275] -> [0, 1] gives the original values back.
-  Labels are already in the 8-class order. A slice's (row, col) becomes the NIfTI (x, y) plane and the slice
-  index the z axis, for the npz slices and the h5 volumes alike. These files carry no spacing: 1 mm voxels
-  and an identity affine are written and ``source.spacing_known`` is ``false``.
-
-Both give output cases named ``caseNNNN``: 18 in ``training``, 12 in ``test`` (:data:`SYNAPSE_TRAIN_CASES`,
-:data:`SYNAPSE_TEST_CASES`, TransUNet's ``lists_Synapse``). The protocol has no validation set, so the
-``validation`` list is empty.
-"""
+"""TransUNet's preprocessed Synapse release (``synapse-transunet``: npz slices, h5 volumes) in the MSD layout."""
 
 from __future__ import annotations
 
 import logging
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from l2gnet_monai.data.errors import DatasetError, one_line
-from l2gnet_monai.data.labels import SYNAPSE_LABELS as _SYNAPSE_LABELS
-from l2gnet_monai.data.msd import (
-    MSDWriter,
-    check_same_grid,
-    image_array,
-    label_array,
-    new_nifti,
-    nifti_path,
-    read_nifti,
-    relative_path,
-    source_folder,
+from l2gnet_monai.data.msd import MSDWriter, label_array, new_nifti, relative_path, source_folder
+from l2gnet_monai.data.synapse.protocol import (
+    DESCRIPTION,
+    REFERENCE,
+    SOURCE_NOTE,
+    SYNAPSE_LABELS,
+    SYNAPSE_TEST_CASES,
+    SYNAPSE_TRAIN_CASES,
+    split_cases,
+    transunet_to_hu,
 )
 
-__all__ = [
-    "SYNAPSE_TRAIN_CASES",
-    "SYNAPSE_TEST_CASES",
-    "SYNAPSE_LABELS",
-    "BTCV_LABELS",
-    "BTCV_TO_SYNAPSE",
-    "TRANSUNET_HU_RANGE",
-    "btcv_to_synapse",
-    "transunet_to_hu",
-    "locate_synapse_raw",
-    "locate_synapse_transunet",
-    "prepare_synapse_raw",
-    "prepare_synapse_transunet",
-]
+__all__ = ["locate_synapse_transunet", "prepare_synapse_transunet"]
 
 logger = logging.getLogger(__name__)
-
-#: Training cases of the TransUNet protocol (``lists/lists_Synapse/train.txt``).
-SYNAPSE_TRAIN_CASES = (
-    "0005", "0006", "0007", "0009", "0010", "0021", "0023", "0024", "0026",
-    "0027", "0028", "0030", "0031", "0033", "0034", "0037", "0039", "0040",
-)  # fmt: skip
-#: Test cases of the TransUNet protocol (``lists/lists_Synapse/test_vol.txt``).
-SYNAPSE_TEST_CASES = ("0001", "0002", "0003", "0004", "0008", "0022", "0025", "0029", "0032", "0035", "0036", "0038")
-
-#: The paper's classes (TransUNet's 8 organs plus background).
-SYNAPSE_LABELS = _SYNAPSE_LABELS
-
-#: The 13 labels of the BTCV raw release.
-BTCV_LABELS = {
-    0: "background",
-    1: "spleen",
-    2: "right kidney",
-    3: "left kidney",
-    4: "gallbladder",
-    5: "esophagus",
-    6: "liver",
-    7: "stomach",
-    8: "aorta",
-    9: "inferior vena cava",
-    10: "portal vein and splenic vein",
-    11: "pancreas",
-    12: "right adrenal gland",
-    13: "left adrenal gland",
-}
-
-#: BTCV label -> paper label; BTCV labels not listed (esophagus, IVC, veins, adrenal glands) become background.
-BTCV_TO_SYNAPSE = {1: 1, 2: 2, 3: 3, 4: 4, 6: 5, 7: 6, 8: 7, 11: 8}
-
-#: The HU window TransUNet clipped to before scaling to [0, 1].
-TRANSUNET_HU_RANGE = (-125.0, 275.0)
-
-_LUT = np.zeros(max(BTCV_LABELS) + 1, dtype=np.uint8)
-for _k, _v in BTCV_TO_SYNAPSE.items():
-    _LUT[_k] = _v
-
-_SOURCE_NOTE = "TransUNet protocol (Chen et al. 2021, lists/lists_Synapse): 18 training / 12 test cases, no validation"
-_DESCRIPTION = (
-    "Synapse multi-organ abdominal CT (BTCV, MICCAI 2015 Multi-Atlas Abdomen Labeling Challenge) in the TransUNet "
-    "protocol: 18 training and 12 test volumes, 8 organs. The protocol has no validation set, so 'validation' is "
-    "empty; labels of the test volumes are included for evaluation."
-)
-_REFERENCE = "https://www.synapse.org/#!Synapse:syn3193805/wiki/217789"
-
-
-def btcv_to_synapse(label: np.ndarray) -> np.ndarray:
-    """Map a BTCV label map (0..13) to the paper's 8 organs (0..8) by :data:`BTCV_TO_SYNAPSE`.
-
-    Args:
-        label: integer label map with values in 0..13.
-
-    Returns:
-        uint8 label map with values in 0..8.
-    """
-    return _LUT[np.asarray(label, dtype=np.intp)]
-
-
-def transunet_to_hu(x: np.ndarray) -> np.ndarray:
-    """Map TransUNet's [0, 1] intensities back to HU: ``x * 400 - 125`` (computed in float64, returned as float32).
-
-    The bundle's window ``(hu + 125) / 400`` then gives ``x`` back to float32 precision.
-
-    Args:
-        x: intensities in [0, 1].
-    """
-    lo, hi = TRANSUNET_HU_RANGE
-    return (np.asarray(x, dtype=np.float64) * (hi - lo) + lo).astype(np.float32)
-
-
-def _split_cases(
-    train_found: Iterable[str], test_found: Iterable[str], allow_missing: bool, where: str
-) -> tuple[list[str], list[str], list[str]]:
-    """Assign the found cases to the protocol's splits.
-
-    Returns:
-        (present training cases, present test cases, missing protocol cases); missing cases are an error unless
-        ``allow_missing``.
-    """
-    train_set, test_set = set(train_found), set(test_found)
-    train = [c for c in SYNAPSE_TRAIN_CASES if c in train_set]
-    test = [c for c in SYNAPSE_TEST_CASES if c in test_set]
-    missing_train = [c for c in SYNAPSE_TRAIN_CASES if c not in train_set]
-    missing_test = [c for c in SYNAPSE_TEST_CASES if c not in test_set]
-    missing = missing_train + missing_test
-    if missing:
-        text = "; ".join(
-            f"{len(m)} {what} case(s): {', '.join(m)}"
-            for what, m in (("training", missing_train), ("test", missing_test))
-            if m
-        )
-        if not allow_missing:
-            raise DatasetError(
-                f"cases of the TransUNet protocol missing in {where}: {text} "
-                "(use allow_missing to convert a partial download)"
-            )
-        logger.warning("allow_missing: cases missing and left out: %s", text)
-    return train, test, missing
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# synapse-raw
-# ---------------------------------------------------------------------------------------------------------------
-
-_RAW_IMG = re.compile(r"^img(\d{4})\.nii(\.gz)?$")
-
-
-def locate_synapse_raw(path: Path | str) -> Path | None:
-    """The ``Training`` folder (holding ``img/`` and ``label/``) of a BTCV raw release under ``path``, or None.
-
-    Args:
-        path: ``<root>``, ``<root>/RawData`` or ``<root>/RawData/Training`` (``Abdomen/RawData`` is also tried).
-    """
-    path = Path(path)
-    for cand in (path, path / "Training", path / "RawData" / "Training", path / "Abdomen" / "RawData" / "Training"):
-        img_dir = cand / "img"
-        if img_dir.is_dir() and any(_RAW_IMG.match(p.name) for p in img_dir.iterdir()):
-            return cand
-    return None
-
-
-def prepare_synapse_raw(src: Path | str, dst: Path | str, overwrite: bool = False, allow_missing: bool = False) -> Path:
-    """Convert the BTCV raw release (``RawData/Training/{img,label}``) to the MSD layout, TransUNet split.
-
-    Cases present but outside the protocol's 30 are reported and skipped; ``RawData/Testing`` (no labels) is not
-    used. HU values, spacing, orientation and the header are kept; labels are mapped by :data:`BTCV_TO_SYNAPSE`.
-
-    Args:
-        src: ``<root>``, ``<root>/RawData`` or ``<root>/RawData/Training``.
-        dst: output folder.
-        overwrite: replace a non-empty ``dst``.
-        allow_missing: convert what exists when protocol cases are missing (otherwise an error lists them).
-
-    Returns:
-        ``dst`` (holding ``dataset.json``).
-
-    Raises:
-        DatasetError: layout not found, missing cases or labels, bad label values, image/label grid mismatch,
-            unreadable files. Nothing is written then.
-    """
-    src = source_folder(src)
-    root = locate_synapse_raw(src)
-    if root is None:
-        raise DatasetError(f"no BTCV raw release under {src}: expected RawData/Training/img/img0001.nii.gz, ...")
-    found: dict[str, Path] = {}
-    for p in sorted((root / "img").iterdir()):
-        m = _RAW_IMG.match(p.name)
-        if m:
-            found[m.group(1)] = p
-    protocol = set(SYNAPSE_TRAIN_CASES + SYNAPSE_TEST_CASES)
-    skipped = sorted(set(found) - protocol)
-    if skipped:
-        logger.warning("skipping %d case(s) outside the TransUNet protocol: %s", len(skipped), ", ".join(skipped))
-    train, test, missing = _split_cases(found, found, allow_missing, str(root / "img"))
-    plan = [(c, "training") for c in train] + [(c, "test") for c in test]
-    # every label must exist before anything is converted
-    labels = {c: nifti_path(root / "label" / f"label{c}") for c, _ in plan}
-    for c, _ in plan:
-        if not labels[c].is_file():
-            raise DatasetError(f"case {c}: image {found[c]} has no label file {labels[c]}")
-
-    logger.info("converting %d Synapse cases from %s", len(plan), root)
-    with MSDWriter(dst, overwrite=overwrite, protect=[src, root]) as writer:
-        for case, split in plan:
-            img_data, img = read_nifti(found[case])
-            lab_data, lab = read_nifti(labels[case])
-            check_same_grid(found[case], img_data.shape, img.affine, labels[case], lab_data.shape, lab.affine)
-            label = btcv_to_synapse(label_array(lab_data, labels[case], max_label=max(BTCV_LABELS)))
-            writer.add_case(
-                f"case{case}",
-                split,
-                new_nifti(image_array(img_data), img),
-                new_nifti(label, img),
-                info={
-                    "source_image": relative_path(found[case], src),
-                    "source_label": relative_path(labels[case], src),
-                },
-            )
-        writer.write_datalist(
-            name="Synapse",
-            description=_DESCRIPTION,
-            reference=_REFERENCE,
-            modality="CT",
-            labels=SYNAPSE_LABELS,
-            source={
-                "layout": "synapse-raw",
-                "path": str(src.resolve()),
-                "converter": "l2gnet_monai.data.synapse.prepare_synapse_raw",
-                "split": _SOURCE_NOTE,
-                "spacing_known": True,
-                "label_mapping": {f"{k} {BTCV_LABELS[k]}": int(_LUT[k]) for k in sorted(BTCV_LABELS) if k},
-                "skipped": [f"case{c}" for c in skipped],
-                "missing": [f"case{c}" for c in missing],
-            },
-        )
-    logger.info("wrote %s", Path(dst) / "dataset.json")
-    return Path(dst)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# synapse-transunet
-# ---------------------------------------------------------------------------------------------------------------
 
 _NPZ = re.compile(r"^case(\d{4})_slice(\d+)\.npz$")
 _H5 = re.compile(r"^case(\d{4})\.npy\.h5$")
@@ -465,7 +219,7 @@ def prepare_synapse_transunet(
     skipped += sorted(f"case{c} (test_vol_h5)" for c in set(volumes) - set(SYNAPSE_TEST_CASES))
     if skipped:
         logger.warning("skipping %d case(s) outside the TransUNet protocol: %s", len(skipped), ", ".join(skipped))
-    train, test, missing = _split_cases(slices, volumes, allow_missing, f"{npz_dir} and {h5_dir}")
+    train, test, missing = split_cases(slices, volumes, allow_missing, f"{npz_dir} and {h5_dir}")
     h5py = _import_h5py() if test else None
 
     logger.info("converting %d training and %d test Synapse cases from %s", len(train), len(test), root)
@@ -496,17 +250,17 @@ def prepare_synapse_transunet(
             )
         writer.write_datalist(
             name="Synapse",
-            description=_DESCRIPTION
+            description=DESCRIPTION
             + " Converted from TransUNet's preprocessed release: intensities mapped back to HU (x * 400 - 125), "
             "voxel spacing unknown (1 mm written).",
-            reference=_REFERENCE,
+            reference=REFERENCE,
             modality="CT",
             labels=SYNAPSE_LABELS,
             source={
                 "layout": "synapse-transunet",
                 "path": str(src.resolve()),
                 "converter": "l2gnet_monai.data.synapse.prepare_synapse_transunet",
-                "split": _SOURCE_NOTE,
+                "split": SOURCE_NOTE,
                 "spacing_known": False,
                 "intensity": "hu = x * 400 - 125 (x: TransUNet's [0, 1] values; HU window [-125, 275])",
                 "axes": "npz slice (row, col) and h5 (slice, row, col) -> NIfTI (x=row, y=col, z=slice)",

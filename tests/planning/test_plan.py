@@ -17,12 +17,17 @@ from monai.transforms import LoadImage, Orientation
 
 from l2gnet_monai.networks import CheckpointMismatchError, L2GNet
 from l2gnet_monai.planning.dataset import describe_dataset
-from l2gnet_monai.planning.geometry import lowest_resolution_axis, ras_spacing, volume_size
+from l2gnet_monai.planning.geometry import lowest_resolution_axis, ras_spacing
 from l2gnet_monai.planning.plan import build_plan, metadata_with_plan, planned_network, read_plan, save_plan
+from l2gnet_monai.transforms.slice_resize import ResizeSlicesd, volume_size
 from tests.bundle.conftest import REPO, SHARED
 from tests.synthetic_mri import ACQUISITIONS, MRI_LABELS, make_case, write_mri_dataset
 
 SMALL = {"backbone": "resnet18", "codebook_size": 16, "codebook_dim": 32, "num_references": 2, "reference_grid": 2}
+
+
+def _resize_of(preprocessing) -> ResizeSlicesd:
+    return next(t for t in preprocessing.transforms if isinstance(t, ResizeSlicesd))
 
 
 def test_resolving_network_def_from_train_json_writes_nothing(tmp_path: Path, monkeypatch) -> None:
@@ -37,7 +42,7 @@ def test_resolving_network_def_from_train_json_writes_nothing(tmp_path: Path, mo
     parser.read_config(str(bundle / "configs" / "train.json"))
     network = parser.get_parsed_content("network_def")
     assert network.out_channels == 9 and parser.get_parsed_content("slice_axis") == 2
-    assert parser.get_parsed_content("volume_size") == [224, 224, -1]
+    assert _resize_of(parser.get_parsed_content("train#preprocessing")).resizer.spatial_size == [224, 224, -1]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
@@ -136,7 +141,7 @@ def test_the_bundle_inference_config_reads_the_plan_beside_the_checkpoint(tmp_pa
     parser.read_config(str(REPO / "bundle" / "configs" / "inference.json"))
     parser["bundle_root"] = str(tmp_path)
     assert parser.get_parsed_content("num_classes") == 4 and parser.get_parsed_content("modality") == "MRI"
-    assert parser.get_parsed_content("volume_size") == [48, -1, 48]
+    assert _resize_of(parser.get_parsed_content("preprocessing")).resizer.spatial_size == [48, -1, 48]
     assert parser.get_parsed_content("inferer").spatial_dim == 1
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(models / "model.pt", weights_only=True))
