@@ -53,7 +53,18 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from l2gnet_monai.data.labels import SYNAPSE_LABELS
+from l2gnet_monai.data.phantom.canvas import Canvas, correlated_noise, smooth_field
+from l2gnet_monai.data.phantom.geometry import Blob, Box, Grid, Tube, phantom_affine
+from l2gnet_monai.data.phantom.spec import (
+    DEFAULT_NUM_TRAINING,
+    DEFAULT_NUM_VALIDATION,
+    DEFAULT_SHAPE,
+    DEFAULT_SPACING,
+    GENERATOR_NAME,
+    PHANTOM_GENERATOR_VERSION,
+    PHANTOM_HU,
+    PHANTOM_LABELS,
+)
 
 __all__ = [
     "PHANTOM_GENERATOR_VERSION",
@@ -67,265 +78,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Version of the generator. Bump it whenever the output for the same arguments changes.
-PHANTOM_GENERATOR_VERSION = 1
-
-_GENERATOR_NAME = "l2gnet_monai.data.phantom"
-
-#: Label values and names in the Synapse order (TransUNet protocol, as in the L2GNet paper).
-PHANTOM_LABELS: dict[int, str] = dict(SYNAPSE_LABELS)
-
-#: Nominal HU of the organs' parenchyma (before per-case jitter, texture, blur and noise). The
-#: kidneys are a bright cortex (~190) around a medulla (~130) and a dark sinus; the stomach value is
-#: its wall, its lumen holds fluid, food and air.
-PHANTOM_HU: dict[str, float] = {
-    "air": -1000.0,
-    "fat": -100.0,
-    "muscle": 50.0,
-    "bone_cortex": 700.0,
-    "bone_cancellous": 250.0,
-    "spleen": 50.0,
-    "kidney": 160.0,
-    "gallbladder": 10.0,
-    "liver": 60.0,
-    "stomach": 40.0,
-    "aorta": 200.0,
-    "pancreas": 40.0,
-}
-
-DEFAULT_SHAPE = (160, 160, 48)
-DEFAULT_SPACING = (2.5, 2.5, 5.0)
-DEFAULT_NUM_TRAINING = 20
-DEFAULT_NUM_VALIDATION = 4
-
-_Box = tuple[slice, slice, slice]
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-# --------------------------------------------------------------------------------------------
-# geometry helpers
-# --------------------------------------------------------------------------------------------
-
-
-def phantom_affine(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """The NIfTI affine of a phantom volume: ``diag(-sx, -sy, sz)``, volume centred on the origin.
-
-    Args:
-        shape: ``(H, W, D)`` voxels.
-        spacing: ``(sx, sy, sz)`` in millimetres.
-
-    Returns:
-        a ``(4, 4)`` float64 affine (voxel index to RAS+ millimetres).
-    """
-    sx, sy, sz = (float(s) for s in spacing)
-    h, w, d = (int(n) for n in shape)
-    affine = np.diag([-sx, -sy, sz, 1.0])
-    affine[:3, 3] = [sx * (h - 1) / 2.0, sy * (w - 1) / 2.0, -sz * (d - 1) / 2.0]
-    return affine
-
-
-class _Grid:
-    """Voxel centres in the phantom's anatomical frame (mm): x to the patient's left, y posterior, z superior."""
-
-    def __init__(self, shape: Sequence[int], spacing: Sequence[float], z_shift: float) -> None:
-        self.shape = tuple(int(n) for n in shape)
-        self.spacing = tuple(float(s) for s in spacing)
-        self.axes = [
-            ((np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * s).astype(np.float32)
-            for n, s in zip(self.shape, self.spacing)
-        ]
-        self.axes[2] = self.axes[2] + np.float32(z_shift)
-
-    def box(self, lo: Sequence[float], hi: Sequence[float]) -> Optional[_Box]:
-        """The voxel box covering the world box ``[lo, hi]``, or ``None`` when it misses the grid."""
-        slices = []
-        for axis, a, b in zip(self.axes, lo, hi):
-            i0 = int(np.searchsorted(axis, a, side="left"))
-            i1 = int(np.searchsorted(axis, b, side="right"))
-            if i1 <= i0:
-                return None
-            slices.append(slice(i0, i1))
-        return tuple(slices)  # type: ignore[return-value]
-
-    def open(self, box: _Box, origin: Sequence[float] = (0.0, 0.0, 0.0)) -> tuple[np.ndarray, ...]:
-        """Broadcastable coordinates ``(h,1,1), (1,w,1), (1,1,d)`` of ``box`` relative to ``origin``."""
-        x = self.axes[0][box[0]] - np.float32(origin[0])
-        y = self.axes[1][box[1]] - np.float32(origin[1])
-        z = self.axes[2][box[2]] - np.float32(origin[2])
-        return x[:, None, None], y[None, :, None], z[None, None, :]
-
-
-def _rotation(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
-    """Rotation matrix ``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` (radians); its columns are the local axes."""
-    cz, sz = math.cos(yaw), math.sin(yaw)
-    cy, sy = math.cos(pitch), math.sin(pitch)
-    cx, sx = math.cos(roll), math.sin(roll)
-    rz = np.array([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
-    return rz @ ry @ rx
-
-
-class _Blob:
-    """A deformed ellipsoid: ``|R^T (p - c) / a| - 1 - sum_m amp_m cos(k_m . u + phase_m) < 0``."""
-
-    def __init__(
-        self,
-        rng: np.random.Generator,
-        center: Sequence[float],
-        semi: Sequence[float],
-        angles: Sequence[float] = (0.0, 0.0, 0.0),
-        lumpiness: float = 0.06,
-        modes: int = 4,
-    ) -> None:
-        self.center = np.asarray(center, dtype=np.float64)
-        self.semi = np.asarray(semi, dtype=np.float64)
-        self.rot = _rotation(*angles)
-        directions = rng.normal(size=(modes, 3))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        self.k = directions * rng.uniform(1.5, 3.5, size=(modes, 1))
-        self.phase = rng.uniform(0.0, 2.0 * math.pi, size=modes)
-        self.amp = rng.uniform(0.3, 1.0, size=modes) * lumpiness
-
-    def field(self, grid: _Grid) -> tuple[Optional[_Box], Optional[np.ndarray], list[np.ndarray]]:
-        """``(box, f, u)``: the voxel box, the implicit function (negative inside) and local coordinates."""
-        reach = float(self.semi.max()) * (1.0 + float(self.amp.sum())) + 1.0
-        box = grid.box(self.center - reach, self.center + reach)
-        if box is None:
-            return None, None, []
-        x, y, z = grid.open(box, self.center)
-        u = [
-            (x * np.float32(self.rot[0, c]) + y * np.float32(self.rot[1, c]) + z * np.float32(self.rot[2, c]))
-            / np.float32(self.semi[c])
-            for c in range(3)
-        ]
-        f = np.sqrt(u[0] ** 2 + u[1] ** 2 + u[2] ** 2) - np.float32(1.0)
-        for k, phase, amp in zip(self.k, self.phase, self.amp):
-            arg = u[0] * np.float32(k[0]) + u[1] * np.float32(k[1]) + u[2] * np.float32(k[2]) + np.float32(phase)
-            f -= np.float32(amp) * np.cos(arg)
-        return box, f, u
-
-
-class _Tube:
-    """A tube along a smooth curve through control points; radius interpolated along it (mm)."""
-
-    def __init__(
-        self,
-        rng: np.random.Generator,
-        points: Sequence[Sequence[float]],
-        radii: Sequence[float],
-        wobble: float = 0.1,
-        z_scale: float = 1.0,
-        step: float = 2.0,
-    ) -> None:
-        ctrl = np.asarray(points, dtype=np.float64)
-        rad = np.asarray(radii, dtype=np.float64)
-        seg = np.linalg.norm(np.diff(ctrl, axis=0), axis=1)
-        arclen = np.concatenate([[0.0], np.cumsum(seg)])
-        n = max(int(arclen[-1] / step) + 2, 2)
-        t = np.linspace(0.0, arclen[-1], n)
-        path = np.stack([np.interp(t, arclen, ctrl[:, c]) for c in range(3)], axis=1)
-        if n > 6:  # round the corners of the polyline
-            kernel = np.ones(5) / 5.0
-            padded = np.concatenate([np.repeat(path[:1], 2, 0), path, np.repeat(path[-1:], 2, 0)])
-            path = np.stack([np.convolve(padded[:, c], kernel, mode="valid") for c in range(3)], axis=1)
-        radius = np.interp(t, arclen, rad)
-        freq = rng.uniform(0.02, 0.06)
-        radius *= 1.0 + wobble * np.sin(2.0 * math.pi * freq * t + rng.uniform(0.0, 2.0 * math.pi))
-        self.path, self.radius, self.z_scale = path, radius, z_scale
-
-    def field(self, grid: _Grid) -> tuple[Optional[_Box], Optional[np.ndarray]]:
-        """``(box, f)``: approximate signed distance (mm) to the tube surface, negative inside."""
-        reach = float(self.radius.max()) / min(self.z_scale, 1.0) + 1.0
-        box = grid.box(self.path.min(0) - reach, self.path.max(0) + reach)
-        if box is None:
-            return None, None
-        x, y, z = grid.open(box)
-        zs = np.float32(self.z_scale)
-        f = np.full((x.shape[0], y.shape[1], z.shape[2]), np.inf, dtype=np.float32)
-        for (px, py, pz), r in zip(self.path.astype(np.float32), self.radius.astype(np.float32)):
-            d = np.sqrt((x - px) ** 2 + (y - py) ** 2 + ((z - pz) * zs) ** 2) - r
-            np.minimum(f, d, out=f)
-        return box, f
-
-
-class _Canvas:
-    """The HU image, the label map, texture fields and the masks that structures are clipped to."""
-
-    def __init__(self, grid: _Grid) -> None:
-        self.grid = grid
-        self.image = np.full(grid.shape, PHANTOM_HU["air"], dtype=np.float32)
-        self.label = np.zeros(grid.shape, dtype=np.uint8)
-        self.masks: dict[str, np.ndarray] = {}
-        self.textures: dict[str, np.ndarray] = {}
-
-    def tex(self, name: str, box: _Box) -> np.ndarray:
-        """A texture field (unit std) over ``box``."""
-        return self.textures[name][box]
-
-    def paint(
-        self,
-        box: Optional[_Box],
-        mask: Optional[np.ndarray],
-        hu: Union[float, np.ndarray],
-        label: Optional[int] = None,
-        clip: Optional[str] = "abdomen",
-    ) -> None:
-        """Set ``hu`` (scalar or box-shaped) and optionally ``label`` where ``mask`` (box-shaped) holds.
-
-        Args:
-            box: voxel box of ``mask``; nothing happens when ``None``.
-            mask: boolean array over ``box`` (broadcastable to it).
-            hu: intensity, a scalar or an array broadcastable to ``box``.
-            label: label value to write, or ``None`` to leave the labels.
-            clip: name of a mask in ``self.masks`` that limits the painting, or ``None``.
-        """
-        if box is None or mask is None:
-            return
-        shape = self.image[box].shape
-        mask = np.broadcast_to(mask, shape)
-        if clip is not None:
-            mask = mask & self.masks[clip][box]
-        if not mask.any():
-            return
-        image = self.image[box]
-        image[mask] = hu if np.ndim(hu) == 0 else np.broadcast_to(hu, shape)[mask]
-        if label is not None:
-            self.label[box][mask] = label
-
-
-# --------------------------------------------------------------------------------------------
-# random fields
-# --------------------------------------------------------------------------------------------
-
-
-def _smooth_field(rng: np.random.Generator, grid: _Grid, correlation_mm: float) -> np.ndarray:
-    """Zero-mean, unit-std random field, smooth over about ``correlation_mm`` (separable Gaussian synthesis).
-
-    White noise on a coarse lattice (node spacing ``correlation_mm / 2``) is spread to the voxels by
-    Gaussian kernels, one small matrix per axis, so the cost is a few tensor products.
-    """
-    step = correlation_mm / 2.0
-    weights = []
-    for axis in grid.axes:
-        lo, hi = float(axis[0]) - 2 * step, float(axis[-1]) + 2 * step
-        nodes = np.arange(lo, hi + step, step, dtype=np.float32)
-        weights.append(np.exp(-0.5 * ((axis[:, None] - nodes[None, :]) / np.float32(step)) ** 2).astype(np.float32))
-    coarse = rng.standard_normal(tuple(w.shape[1] for w in weights), dtype=np.float32)
-    field = np.einsum("ia,abc->ibc", weights[0], coarse, optimize=True)
-    field = np.einsum("jb,ibc->ijc", weights[1], field, optimize=True)
-    field = np.einsum("kc,ijc->ijk", weights[2], field, optimize=True)
-    field -= field.mean()
-    field /= max(float(field.std()), 1e-6)
-    return field.astype(np.float32, copy=False)
-
-
-def _correlated_noise(rng: np.random.Generator, shape: Sequence[int], sigma: Sequence[float]) -> np.ndarray:
-    """Unit-std Gaussian noise blurred by ``sigma`` voxels (CT noise is correlated in-plane)."""
-    white = rng.standard_normal(tuple(shape), dtype=np.float32)
-    noise = ndimage.gaussian_filter(white, sigma=sigma, mode="wrap")
-    noise /= max(float(noise.std()), 1e-6)
-    return noise
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,7 +89,7 @@ def _correlated_noise(rng: np.random.Generator, shape: Sequence[int], sigma: Seq
 class _Anatomy:
     """Samples one case's anatomy (all random draws are independent of the grid) and paints it."""
 
-    def __init__(self, rng: np.random.Generator, canvas: _Canvas) -> None:
+    def __init__(self, rng: np.random.Generator, canvas: Canvas) -> None:
         self.rng = rng
         self.cv = canvas
         self.grid = canvas.grid
@@ -361,7 +114,7 @@ class _Anatomy:
         tilts = np.radians(self.rng.uniform(-tilt_var, tilt_var, size=2))
         return yaw, float(tilts[0]), float(tilts[1])
 
-    def content(self, box: _Box, kind: str) -> Union[float, np.ndarray]:
+    def content(self, box: Box, kind: str) -> Union[float, np.ndarray]:
         """HU of a hollow viscus' content: ``"gas"``, ``"fluid"`` or ``"mixed"`` (stool with gas bubbles)."""
         fine = self.cv.tex("fine", box)
         if kind == "gas":
@@ -370,7 +123,7 @@ class _Anatomy:
             return self.fluid_hu + 6.0 * fine
         return np.where(fine > 1.0, -750.0, -20.0 + 45.0 * fine)
 
-    def paint_hollow(self, box: Optional[_Box], f: Optional[np.ndarray], wall: float, kind: str) -> None:
+    def paint_hollow(self, box: Optional[Box], f: Optional[np.ndarray], wall: float, kind: str) -> None:
         """Paint a hollow viscus from its implicit function ``f`` (wall where ``-wall < f < 0``); unlabelled."""
         if box is None or f is None:
             return
@@ -476,7 +229,7 @@ class _Anatomy:
         cv.paint(full, inner, self.hu["muscle"] + 4.0 * cv.tex("medium", full), clip=None)
         cv.paint(full, cavity, self.hu["fat"] + 8.0 + 6.0 * cv.tex("coarse", full), clip=None)
         cv.paint(full, thorax, -860.0 + 25.0 * cv.tex("medium", full), clip=None)
-        heart = _Blob(self.rng, self.pos(15.0, -40.0, self.dome_l + 50.0), self.size(75.0, 55.0, 55.0), self.angles(20))
+        heart = Blob(self.rng, self.pos(15.0, -40.0, self.dome_l + 50.0), self.size(75.0, 55.0, 55.0), self.angles(20))
         box, f, _ = heart.field(g)
         if box is not None:
             cv.paint(box, f < 0, 110.0 + 8.0 * cv.tex("medium", box), clip="thorax")
@@ -506,8 +259,8 @@ class _Anatomy:
         colon_kind = str(rng.choice(kinds, p=(0.1, 0.5, 0.4)))
         # ascending and descending colon: vertical tubes; transverse colon: a curved tube
         flex_r, flex_l = self.dome_r - self.u(115.0, 140.0), self.dome_l - self.u(60.0, 85.0)
-        asc = _Tube(rng, [self.pos(-100, 5, -250), self.pos(-100, 0, flex_r)], [self.u(16, 24)] * 2, step=6.0)
-        desc = _Tube(rng, [self.pos(104, 25, flex_l), self.pos(104, 25, -250)], [self.u(13, 19)] * 2, step=6.0)
+        asc = Tube(rng, [self.pos(-100, 5, -250), self.pos(-100, 0, flex_r)], [self.u(16, 24)] * 2, step=6.0)
+        desc = Tube(rng, [self.pos(104, 25, flex_l), self.pos(104, 25, -250)], [self.u(13, 19)] * 2, step=6.0)
         trans_pts = [
             self.pos(-100, 0, flex_r),
             self.pos(-75, -45, flex_r - 5),
@@ -515,13 +268,13 @@ class _Anatomy:
             self.pos(70, -50, flex_l - 25),
             self.pos(104, 25, flex_l),
         ]
-        trans = _Tube(rng, trans_pts, [self.u(14, 20)] * 5, wobble=0.2, step=4.0)
+        trans = Tube(rng, trans_pts, [self.u(14, 20)] * 5, wobble=0.2, step=4.0)
         for tube in (asc, desc, trans):
             box, f = tube.field(g)
             self.paint_hollow(box, f, 3.0, colon_kind)
         # small bowel loops, mostly in the lower abdomen
         for _ in range(int(rng.integers(35, 50))):
-            loop = _Blob(
+            loop = Blob(
                 rng,
                 self.pos(self.u(-85, 85), self.u(-72, 35), self.u(-170, self.z_panc - 10), 0.0),
                 self.size(self.u(10, 18), self.u(10, 18), self.u(10, 22), 0.0),
@@ -559,9 +312,9 @@ class _Anatomy:
         g, cv = self.grid, self.cv
         hu = self.hu["liver"] + 4.0 * cv.tex("medium", (slice(None),) * 3) + 3.0 * cv.tex("coarse", (slice(None),) * 3)
         parts = [
-            _Blob(self.rng, self.pos(-66, -5, self.dome_r - 60), self.size(72, 88, 78), self.angles(0), 0.05),
-            _Blob(self.rng, self.pos(8, -45, self.dome_r - 45), self.size(60, 30, 38), self.angles(15), 0.08),
-            _Blob(
+            Blob(self.rng, self.pos(-66, -5, self.dome_r - 60), self.size(72, 88, 78), self.angles(0), 0.05),
+            Blob(self.rng, self.pos(8, -45, self.dome_r - 45), self.size(60, 30, 38), self.angles(15), 0.08),
+            Blob(
                 self.rng,
                 self.pos(-88, 12, self.dome_r - 118),
                 self.size(38, 50, self.u(30, 55)),
@@ -576,7 +329,7 @@ class _Anatomy:
         self.liver_hilum = self.pos(-38, -12, self.z_panc + 42)
         ivc_top = np.array([self.vx - 32.0, self.vy - self.vb - 38.0, self.dome_r - 15.0])
         for end in ((-105, -15, 55), (-50, -70, 70), (15, -55, 65)):
-            vein = _Tube(self.rng, [ivc_top, self.pos(end[0], end[1], self.dome_r - end[2], 8.0)], [6.0, 2.0])
+            vein = Tube(self.rng, [ivc_top, self.pos(end[0], end[1], self.dome_r - end[2], 8.0)], [6.0, 2.0])
             box, f = vein.field(g)
             if box is not None:
                 in_liver = (f < 0) & (cv.label[box] == 5)
@@ -584,7 +337,7 @@ class _Anatomy:
 
     def gallbladder(self) -> None:
         """Gallbladder (label 4) under the liver, partly projecting below its edge."""
-        blob = _Blob(
+        blob = Blob(
             self.rng,
             self.pos(-42, -45, self.dome_r - 112, 6.0),
             self.size(14, 20, 32, 0.2),
@@ -598,8 +351,8 @@ class _Anatomy:
     def stomach(self) -> None:
         """Stomach (label 6): fundus/body and antrum with a wall, fluid or food, and an air-fluid level."""
         g, cv = self.grid, self.cv
-        body = _Blob(self.rng, self.pos(58, -18, self.dome_l - 42), self.size(42, 40, 50), self.angles(-30), 0.06)
-        antrum = _Blob(self.rng, self.pos(15, -55, self.dome_l - 97), self.size(45, 20, 24), self.angles(20), 0.06)
+        body = Blob(self.rng, self.pos(58, -18, self.dome_l - 42), self.size(42, 40, 50), self.angles(-30), 0.06)
+        antrum = Blob(self.rng, self.pos(15, -55, self.dome_l - 97), self.size(45, 20, 24), self.angles(20), 0.06)
         air_frac = self.u(0.0, 0.5) if self.rng.uniform() < 0.75 else 0.0
         food = self.rng.uniform() < 0.4
         wall_mm = self.u(3.5, 6.0)
@@ -618,7 +371,7 @@ class _Anatomy:
 
     def spleen(self) -> None:
         """Spleen (label 1): a crescent along the left posterolateral wall."""
-        blob = _Blob(self.rng, self.pos(92, 40, self.dome_l - 38), self.size(26, 55, 48), self.angles(40), 0.07)
+        blob = Blob(self.rng, self.pos(92, 40, self.dome_l - 38), self.size(26, 55, 48), self.angles(40), 0.07)
         hilum_depth = self.u(0.95, 1.25)
         box, f, u = blob.field(self.grid)
         if box is None:
@@ -634,7 +387,7 @@ class _Anatomy:
         self.kidney_hilum: dict[int, np.ndarray] = {}
         for label, side, dz in ((2, -1.0, -self.u(5.0, 25.0)), (3, 1.0, 0.0)):
             yaw = math.degrees(math.atan2(-0.6, -side * 0.8))
-            blob = _Blob(
+            blob = Blob(
                 self.rng,
                 self.pos(side * 68.0, (self.vy - 2.0) / self.syc, kz + dz),
                 self.size(21, 31, 55, 0.15),
@@ -668,8 +421,8 @@ class _Anatomy:
         head = rel(-50, -18, -12)
         self.panc_pts = [head, rel(-18, -26, -2), rel(15, -24, 6), rel(55, -4, 12), rel(82, 22, 18)]
         radii = np.array([15.0, 9.0, 10.5, 9.5, 7.0]) * self.organ_scale * rng.uniform(0.85, 1.15, size=5)
-        self.pancreas = _Tube(rng, self.panc_pts, radii, wobble=0.15, z_scale=self.u(0.6, 0.8), step=2.5)
-        self.uncinate = _Tube(rng, [head, rel(-35, 2, -28)], [radii[0] * 0.8, 8.0], z_scale=0.8)
+        self.pancreas = Tube(rng, self.panc_pts, radii, wobble=0.15, z_scale=self.u(0.6, 0.8), step=2.5)
+        self.uncinate = Tube(rng, [head, rel(-35, 2, -28)], [radii[0] * 0.8, 8.0], z_scale=0.8)
         # duodenum: C-loop around the pancreatic head, horizontal part between aorta and SMA
         duo_pts = [
             head + (-2, -32, 22),
@@ -679,7 +432,7 @@ class _Anatomy:
             rel(-10, -12, -45),
             rel(25, -18, -34),
         ]
-        self.duodenum = _Tube(rng, duo_pts, [self.u(9, 13)] * 6, wobble=0.15, step=3.0)
+        self.duodenum = Tube(rng, duo_pts, [self.u(9, 13)] * 6, wobble=0.15, step=3.0)
 
     def pancreas_and_vessels(self) -> None:
         """Pancreas (label 8), its veins, renal veins, IVC, aorta (label 7) with SMA, coeliac trunk and iliacs."""
@@ -695,9 +448,9 @@ class _Anatomy:
                 cv.paint(box, f < 0, hu, label=8)
         # veins: splenic vein behind the pancreas, portal vein to the liver hilum, SMV, renal veins, IVC
         conf = rel(-10, -16, 0, 2.0)
-        splenic = _Tube(rng, [conf, pts[2] + (0, 11, 0), pts[3] + (0, 10, 0), pts[4] + (5, 8, 0)], [5.0, 4.5, 4.0, 4.0])
-        portal = _Tube(rng, [conf, self.liver_hilum], [7.0, 7.5])
-        smv = _Tube(rng, [conf, rel(-18, -22, -45), rel(-22, -28, -110)], [6.0, 5.0, 4.0])
+        splenic = Tube(rng, [conf, pts[2] + (0, 11, 0), pts[3] + (0, 10, 0), pts[4] + (5, 8, 0)], [5.0, 4.5, 4.0, 4.0])
+        portal = Tube(rng, [conf, self.liver_hilum], [7.0, 7.5])
+        smv = Tube(rng, [conf, rel(-18, -22, -45), rel(-22, -28, -110)], [6.0, 5.0, 4.0])
         ivc_x, ivc_y = self.vx - self.u(20.0, 26.0), self.vy - self.vb - self.u(8.0, 14.0)
         ivc_pts = [
             (ivc_x, ivc_y, -260.0),
@@ -705,10 +458,10 @@ class _Anatomy:
             (ivc_x - 10.0, ivc_y - 25.0, self.dome_r - 15.0),
             (ivc_x - 10.0, ivc_y - 30.0, 260.0),
         ]
-        ivc = _Tube(rng, ivc_pts, [self.u(10.0, 14.0)] * 4, step=4.0)
+        ivc = Tube(rng, ivc_pts, [self.u(10.0, 14.0)] * 4, step=4.0)
         renal = [
-            _Tube(rng, [self.kidney_hilum[2], (ivc_x, ivc_y, self.kidney_hilum[2][2])], [5.0, 6.0]),
-            _Tube(
+            Tube(rng, [self.kidney_hilum[2], (ivc_x, ivc_y, self.kidney_hilum[2][2])], [5.0, 6.0]),
+            Tube(
                 rng,
                 [self.kidney_hilum[3], (self.ax, ant - 4.0, self.kidney_hilum[3][2]), (ivc_x, ivc_y, zp)],
                 [5.0] * 3,
@@ -722,7 +475,7 @@ class _Anatomy:
         # aorta (label 7) down to its bifurcation; SMA, coeliac trunk and iliac arteries unlabelled
         z_bif = self.u(-125.0, -90.0)
         drift = rng.normal(0.0, 3.0, size=2)
-        aorta = _Tube(
+        aorta = Tube(
             rng,
             [(self.ax + drift[0], self.ay - 4.0, 260.0), (self.ax, self.ay, zp), (self.ax - drift[1], self.ay, z_bif)],
             [self.ar * 1.1, self.ar, self.ar * 0.9],
@@ -731,17 +484,17 @@ class _Anatomy:
         )
         spread = self.u(35.0, 50.0)
         iliacs = [
-            _Tube(
+            Tube(
                 rng, [(self.ax, self.ay, z_bif + 5.0), (self.ax + s * spread, self.ay + 10.0, z_bif - 90.0)], [7.0, 6.5]
             )
             for s in (-1.0, 1.0)
         ]
-        sma = _Tube(
+        sma = Tube(
             rng,
             [(self.ax, ant + 2, zp + 12), rel(-3, -14, 2), rel(-8, -22, -40), rel(-12, -26, -110)],
             [4.0, 3.5, 3.0, 2.5],
         )
-        coeliac = _Tube(rng, [(self.ax, ant + 2, zp + 28), rel(0, -18, 32), rel(-20, -24, 36)], [4.0, 3.5, 3.0])
+        coeliac = Tube(rng, [(self.ax, ant + 2, zp + 28), rel(0, -18, 32), rel(-20, -24, 36)], [4.0, 3.5, 3.0])
         arterial = self.hu["aorta"] + 6.0 * cv.tex("medium", (slice(None),) * 3)
         for tube in (sma, coeliac, *iliacs, aorta):
             box, f = tube.field(g)
@@ -846,18 +599,18 @@ def generate_phantom_case(
     rng = np.random.default_rng([int(seed), int(case_index)])
     texture_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))  # grid-dependent draws use their own stream
     z_shift = float(rng.uniform(-25.0, 25.0))  # which part of the abdomen the scan covers
-    grid = _Grid(shape_t, spacing_t, z_shift)
-    canvas = _Canvas(grid)
+    grid = Grid(shape_t, spacing_t, z_shift)
+    canvas = Canvas(grid)
     canvas.textures = {
-        "coarse": _smooth_field(texture_rng, grid, 60.0),
-        "medium": _smooth_field(texture_rng, grid, 14.0),
-        "fine": _correlated_noise(texture_rng, shape_t, (0.8, 0.8, 0.5)),
+        "coarse": smooth_field(texture_rng, grid, 60.0),
+        "medium": smooth_field(texture_rng, grid, 14.0),
+        "fine": correlated_noise(texture_rng, shape_t, (0.8, 0.8, 0.5)),
     }
     anatomy = _Anatomy(rng, canvas)
     anatomy.run()
     # partial volume / reconstruction blur, then correlated quantum noise
     image = ndimage.gaussian_filter(canvas.image, sigma=(0.6, 0.6, 0.4), mode="nearest")
-    image += np.float32(anatomy.noise_sd) * _correlated_noise(texture_rng, shape_t, (0.6, 0.6, 0.0))
+    image += np.float32(anatomy.noise_sd) * correlated_noise(texture_rng, shape_t, (0.6, 0.6, 0.0))
     image = np.clip(np.rint(image), -1024, 3071).astype(np.int16)
     return image, canvas.label, phantom_affine(shape_t, spacing_t)
 
@@ -881,7 +634,7 @@ def _generator_entry(
     if int(num_training) < 1 or int(num_validation) < 0:
         raise ValueError(f"need num_training >= 1 and num_validation >= 0, got {num_training}, {num_validation}.")
     return {
-        "name": _GENERATOR_NAME,
+        "name": GENERATOR_NAME,
         "version": PHANTOM_GENERATOR_VERSION,
         "num_training": int(num_training),
         "num_validation": int(num_validation),
@@ -1032,9 +785,9 @@ def _check_existing(dataset_dir: str, expected: dict[str, Any]) -> str:
                 found = json.load(f).get("generator")
         except (OSError, ValueError, AttributeError):
             found = None
-    if not isinstance(found, dict) or found.get("name") != _GENERATOR_NAME:
+    if not isinstance(found, dict) or found.get("name") != GENERATOR_NAME:
         raise FileExistsError(
-            f"'{dataset_dir}' exists but is not a phantom dataset generated by {_GENERATOR_NAME} (no dataset.json "
+            f"'{dataset_dir}' exists but is not a phantom dataset generated by {GENERATOR_NAME} (no dataset.json "
             "with a 'generator' entry). It was left untouched: choose another folder for the phantom, or point the "
             "configuration at your real dataset."
         )
