@@ -92,11 +92,13 @@ def _remove_stale_temps(parent: str, base: str) -> None:
 def _check_existing(dataset_dir: str, expected: dict[str, Any]) -> str:
     """Return ``dataset.json`` of an existing, complete phantom generated with ``expected``; raise otherwise."""
     json_path = os.path.join(dataset_dir, "dataset.json")
+    dataset: Any = None
     found = None
     if os.path.isfile(json_path):
         try:
             with open(json_path) as f:
-                found = json.load(f).get("generator")
+                dataset = json.load(f)
+            found = dataset.get("generator")
         except (OSError, ValueError, AttributeError):
             found = None
     if not isinstance(found, dict) or found.get("name") != GENERATOR_NAME:
@@ -110,8 +112,6 @@ def _check_existing(dataset_dir: str, expected: dict[str, Any]) -> str:
             f"'{dataset_dir}' holds a phantom dataset generated with different arguments: found {found}, "
             f"requested {expected}. Delete the folder to regenerate it, or choose another dataset folder."
         )
-    with open(json_path) as f:
-        dataset = json.load(f)
     missing = [
         item[key]
         for item in dataset.get("training", []) + dataset.get("validation", [])

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import numpy as np
 from scipy import ndimage
 
-from l2gnet_monai.data.phantom.geometry import Box, Grid
+from l2gnet_monai.data.phantom.geometry import WHOLE, Blob, Box, Grid, Tube
 from l2gnet_monai.data.phantom.spec import PHANTOM_HU
 
 __all__ = ["Canvas", "correlated_noise", "smooth_field"]
@@ -29,8 +29,8 @@ class Canvas:
         self.masks: dict[str, np.ndarray] = {}
         self.textures: dict[str, np.ndarray] = {}
 
-    def tex(self, name: str, box: Box) -> np.ndarray:
-        """A texture field (unit std) over ``box``."""
+    def tex(self, name: str, box: Box = WHOLE) -> np.ndarray:
+        """A texture field (unit std) over ``box`` (the whole grid by default)."""
         return self.textures[name][box]
 
     def paint(
@@ -62,6 +62,21 @@ class Canvas:
         image[mask] = hu if np.ndim(hu) == 0 else np.broadcast_to(hu, shape)[mask]
         if label is not None:
             self.label[box][mask] = label
+
+    def fill(
+        self,
+        shape: Union[Blob, Tube],
+        hu: Union[float, np.ndarray],
+        label: Optional[int] = None,
+        clip: Optional[str] = "abdomen",
+    ) -> None:
+        """:meth:`paint` the inside of a blob or tube (where its implicit function is negative).
+
+        ``hu`` is a scalar or an array over the whole grid; ``label`` and ``clip`` are as in :meth:`paint`.
+        """
+        box, f = shape.field(self.grid)[:2]
+        if box is not None:
+            self.paint(box, f < 0, hu if np.ndim(hu) == 0 else hu[box], label, clip)
 
 
 def smooth_field(rng: np.random.Generator, grid: Grid, correlation_mm: float) -> np.ndarray:

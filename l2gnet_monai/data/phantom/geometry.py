@@ -18,10 +18,13 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["Blob", "Box", "Grid", "Tube", "phantom_affine", "rotation"]
+__all__ = ["WHOLE", "Blob", "Box", "Grid", "Tube", "phantom_affine", "rotation"]
 
 #: A box of voxels: one slice per axis.
 Box = tuple[slice, slice, slice]
+
+#: The box of the whole grid.
+WHOLE: Box = (slice(None), slice(None), slice(None))
 
 
 def phantom_affine(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:

@@ -23,7 +23,7 @@ class Organs(AnatomyBase):
     def liver(self) -> None:
         """Liver (label 5): right lobe, left lobe across the midline, inferior tip; hepatic veins inside."""
         g, cv = self.grid, self.cv
-        hu = self.hu["liver"] + 4.0 * cv.tex("medium", (slice(None),) * 3) + 3.0 * cv.tex("coarse", (slice(None),) * 3)
+        hu = self.hu["liver"] + 4.0 * cv.tex("medium") + 3.0 * cv.tex("coarse")
         parts = [
             Blob(self.rng, self.pos(-66, -5, self.dome_r - 60), self.size(72, 88, 78), self.angles(0), 0.05),
             Blob(self.rng, self.pos(8, -45, self.dome_r - 45), self.size(60, 30, 38), self.angles(15), 0.08),
@@ -36,9 +36,7 @@ class Organs(AnatomyBase):
             ),
         ]
         for blob in parts:
-            box, f, _ = blob.field(g)
-            if box is not None:
-                cv.paint(box, f < 0, hu[box], label=5)
+            cv.fill(blob, hu, label=5)
         self.liver_hilum = self.pos(-38, -12, self.z_panc + 42)
         ivc_top = np.array([self.vx - 32.0, self.vy - self.vb - 38.0, self.dome_r - 15.0])
         for end in ((-105, -15, 55), (-50, -70, 70), (15, -55, 65)):
@@ -57,9 +55,7 @@ class Organs(AnatomyBase):
             self.angles(-30, 20, 20),
             0.05,
         )
-        box, f, _ = blob.field(self.grid)
-        if box is not None:
-            self.cv.paint(box, f < 0, self.hu["gallbladder"] + 3.0 * self.cv.tex("medium", box), label=4)
+        self.cv.fill(blob, self.hu["gallbladder"] + 3.0 * self.cv.tex("medium"), label=4)
 
     def stomach(self) -> None:
         """Stomach (label 6): fundus/body and antrum with a wall, fluid or food, and an air-fluid level."""
@@ -123,16 +119,14 @@ class Organs(AnatomyBase):
 
     def pancreas_and_vessels(self) -> None:
         """Pancreas (label 8), its veins, renal veins, IVC, aorta (label 7) with SMA, coeliac trunk and iliacs."""
-        g, cv, rng, rel = self.grid, self.cv, self.rng, self.rel
+        cv, rng, rel = self.cv, self.rng, self.rel
         zp = self.z_panc
         ant = self.ay - self.ar  # anterior surface of the aorta
         pancreas, uncinate, pts = self.pancreas, self.uncinate, self.panc_pts
         # pancreas: lobulated parenchyma
+        hu = self.hu["pancreas"] + 10.0 * cv.tex("fine") + 4.0 * cv.tex("medium")
         for tube in (pancreas, uncinate):
-            box, f = tube.field(g)
-            if box is not None:
-                hu = self.hu["pancreas"] + 10.0 * cv.tex("fine", box) + 4.0 * cv.tex("medium", box)
-                cv.paint(box, f < 0, hu, label=8)
+            cv.fill(tube, hu, label=8)
         # veins: splenic vein behind the pancreas, portal vein to the liver hilum, SMV, renal veins, IVC
         conf = rel(-10, -16, 0, 2.0)
         splenic = Tube(rng, [conf, pts[2] + (0, 11, 0), pts[3] + (0, 10, 0), pts[4] + (5, 8, 0)], [5.0, 4.5, 4.0, 4.0])
@@ -155,10 +149,7 @@ class Organs(AnatomyBase):
             ),
         ]
         for tube in (splenic, portal, smv, ivc, *renal):
-            box, f = tube.field(g)
-            cv.paint(
-                box, None if f is None else f < 0, self.hu["portal"] if tube is not ivc else self.hu["ivc"], label=0
-            )
+            cv.fill(tube, self.hu["portal"] if tube is not ivc else self.hu["ivc"], label=0)
         # aorta (label 7) down to its bifurcation; SMA, coeliac trunk and iliac arteries unlabelled
         z_bif = self.u(-125.0, -90.0)
         drift = rng.normal(0.0, 3.0, size=2)
@@ -182,8 +173,6 @@ class Organs(AnatomyBase):
             [4.0, 3.5, 3.0, 2.5],
         )
         coeliac = Tube(rng, [(self.ax, ant + 2, zp + 28), rel(0, -18, 32), rel(-20, -24, 36)], [4.0, 3.5, 3.0])
-        arterial = self.hu["aorta"] + 6.0 * cv.tex("medium", (slice(None),) * 3)
+        arterial = self.hu["aorta"] + 6.0 * cv.tex("medium")
         for tube in (sma, coeliac, *iliacs, aorta):
-            box, f = tube.field(g)
-            if box is not None:
-                cv.paint(box, f < 0, arterial[box], label=7 if tube is aorta else 0, clip="cavity")
+            cv.fill(tube, arterial, label=7 if tube is aorta else 0, clip="cavity")

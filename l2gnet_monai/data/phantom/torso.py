@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from l2gnet_monai.data.phantom.anatomy import AnatomyBase
-from l2gnet_monai.data.phantom.geometry import Blob, Tube
+from l2gnet_monai.data.phantom.geometry import WHOLE, Blob, Tube
 
 __all__ = ["Torso"]
 
@@ -20,12 +20,14 @@ __all__ = ["Torso"]
 class Torso(AnatomyBase):
     """Paints the structures around the labelled organs (all with label 0)."""
 
+    def muscle_hu(self) -> np.ndarray:
+        """Textured muscle HU over the whole grid (body wall, psoas and paraspinal muscles)."""
+        return self.hu["muscle"] + 4.0 * self.cv.tex("medium")
+
     def body(self) -> None:
         """Skin fat, muscle wall, abdominal cavity, diaphragm, lung bases and heart."""
         g, cv = self.grid, self.cv
-        x = g.axes[0][:, None, None]
-        y = g.axes[1][None, :, None]
-        z = g.axes[2][None, None, :]
+        x, y, z = g.open(WHOLE)
         widen = (1.0 + self.taper * z / 100.0).astype(np.float32)
         p = np.where(y < 0, np.float32(self.p_ant), np.float32(self.p_post)).astype(np.float32)
 
@@ -54,15 +56,12 @@ class Torso(AnatomyBase):
             thorax=thorax,
             everywhere=np.ones_like(body),
         )
-        full = (slice(None),) * 3
-        cv.paint(full, body, self.hu["fat"] + 5.0 * cv.tex("coarse", full), clip=None)
-        cv.paint(full, inner, self.hu["muscle"] + 4.0 * cv.tex("medium", full), clip=None)
-        cv.paint(full, cavity, self.hu["fat"] + 8.0 + 6.0 * cv.tex("coarse", full), clip=None)
-        cv.paint(full, thorax, -860.0 + 25.0 * cv.tex("medium", full), clip=None)
+        cv.paint(WHOLE, body, self.hu["fat"] + 5.0 * cv.tex("coarse"), clip=None)
+        cv.paint(WHOLE, inner, self.muscle_hu(), clip=None)
+        cv.paint(WHOLE, cavity, self.hu["fat"] + 8.0 + 6.0 * cv.tex("coarse"), clip=None)
+        cv.paint(WHOLE, thorax, -860.0 + 25.0 * cv.tex("medium"), clip=None)
         heart = Blob(self.rng, self.pos(15.0, -40.0, self.dome_l + 50.0), self.size(75.0, 55.0, 55.0), self.angles(20))
-        box, f, _ = heart.field(g)
-        if box is not None:
-            cv.paint(box, f < 0, 110.0 + 8.0 * cv.tex("medium", box), clip="thorax")
+        cv.fill(heart, 110.0 + 8.0 * cv.tex("medium"), clip="thorax")
         # ribs: cross-sections in the outer muscle wall above the lower costal margin
         rib_z = self.u(-35.0, -5.0)
         rib_n, rib_period, rib_phase = self.u(8.5, 10.5), self.u(40.0, 55.0), self.u(0.0, 2.0 * math.pi)
@@ -75,12 +74,12 @@ class Torso(AnatomyBase):
             & (np.abs(phi + math.pi / 2) > 0.55)  # no ribs in front of the midline (costal cartilage gap)
             & (np.abs(phi - math.pi / 2) > 0.45)  # nor over the spine
         )
-        cv.paint(full, ribs, 500.0 + 60.0 * cv.tex("fine", full), clip="inner")
+        cv.paint(WHOLE, ribs, 500.0 + 60.0 * cv.tex("fine"), clip="inner")
         # the scanner table under the patient's back
         gap, thick, radius = self.u(3.0, 12.0), self.u(7.0, 10.0), self.u(500.0, 900.0)
         table_y = self.body_b + gap - x**2 / (2.0 * radius)
         table = (y >= table_y) & (y <= table_y + thick) & (np.abs(x) < 210.0) & ~body
-        cv.paint(full, np.broadcast_to(table, body.shape), 250.0 + 30.0 * cv.tex("fine", full), clip=None)
+        cv.paint(WHOLE, np.broadcast_to(table, body.shape), 250.0 + 30.0 * cv.tex("fine"), clip=None)
 
     def bowel(self) -> None:
         """Colon (ascending, transverse, descending), small-bowel loops and the duodenum: unlabelled."""
@@ -119,23 +118,21 @@ class Torso(AnatomyBase):
 
     def muscles(self) -> None:
         """Psoas muscles beside the vertebral body (growing caudally) and paraspinal muscles behind it."""
-        g, cv = self.grid, self.cv
-        full = (slice(None),) * 3
-        z = g.axes[2][None, None, :]
-        x = g.axes[0][:, None, None]
-        y = g.axes[1][None, :, None]
+        cv = self.cv
+        x, y, z = self.grid.open(WHOLE)
+        hu = self.muscle_hu()
         grow = self.u(0.10, 0.16)
         r = np.clip(5.0 + grow * (self.z_panc + 30.0 - z), 4.0, 26.0)
         for side in (-1.0, 1.0):
             cx = self.vx + side * (self.va + 0.75 * r)
             cy = self.vy - 0.1 * self.vb
             psoas = ((x - cx) / r) ** 2 + ((y - cy) / (0.85 * r)) ** 2 <= 1.0
-            cv.paint(full, psoas, self.hu["muscle"] + 4.0 * cv.tex("medium", full), clip="cavity")
+            cv.paint(WHOLE, psoas, hu, clip="cavity")
             para_x = self.vx + side * self.u(32.0, 38.0)
             para_a, para_b = self.u(20.0, 28.0), self.u(16.0, 22.0)
             para_y = self.vy + self.vb + 24.0
             para = ((x - para_x) / para_a) ** 2 + ((y - para_y) / para_b) ** 2 <= 1.0
-            cv.paint(full, para, self.hu["muscle"] + 4.0 * cv.tex("medium", full), clip="inner")
+            cv.paint(WHOLE, para, hu, clip="inner")
 
     def skeleton(self) -> None:
         """Lumbar vertebrae (body, discs, arch, spinous and transverse processes) and iliac wings."""
