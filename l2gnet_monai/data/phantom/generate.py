@@ -94,8 +94,8 @@ def generate_phantom_case(
 
     Returns:
         ``(image, label, affine)``: ``int16`` HU image, ``uint8`` label map in the Synapse order
-        (:data:`PHANTOM_LABELS`), both of shape ``shape``, and the ``(4, 4)`` NIfTI affine
-        (:func:`phantom_affine`).
+        (:data:`~l2gnet_monai.data.phantom.PHANTOM_LABELS`), both of shape ``shape``, and the ``(4, 4)`` NIfTI affine
+        (:func:`~l2gnet_monai.data.phantom.phantom_affine`).
     """
     shape_t, spacing_t = _check_args(shape, spacing, seed)
     if int(case_index) < 0:
@@ -160,7 +160,8 @@ def generate_phantom_dataset(
 
     Cases ``phantom_0000 ...`` are :func:`generate_phantom_case` ``(i, shape, spacing, seed)``; the first
     ``num_training`` go to ``training``, the next ``num_validation`` to ``validation``. Files are written
-    in place (``dataset.json`` last); use :func:`ensure_phantom_dataset` for a safe, generate-once call.
+    in place (``dataset.json`` last); use :func:`~l2gnet_monai.data.phantom.ensure_phantom_dataset` for a safe,
+    generate-once call.
 
     Args:
         dataset_dir: output folder (created if needed; existing files of the same names are overwritten).

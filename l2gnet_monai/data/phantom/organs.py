@@ -3,7 +3,14 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""The eight labelled organs of the phantom, with the vessels around the pancreas and aorta."""
+"""The eight labelled organs of the phantom, with the unlabelled vessels around them.
+
+Liver on the patient's right with the gallbladder beneath it, spleen on the left, kidneys either side of the spine
+(cortex, medulla and a darker sinus), aorta anterior-left of the vertebral body, pancreas across the midline in
+front of it, stomach left-anterior with wall, fluid and air; the IVC, portal, splenic, mesenteric and renal veins
+and the aorta's branches are context (label 0). Liver, spleen, pancreas and stomach wall share intensities with
+muscle and bowel wall, so only shape and position tell them apart.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,12 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""The unlabelled context of the phantom: body wall, lungs and heart, ribs, table, bowel, muscles and skeleton."""
+"""The unlabelled context of the phantom: body wall, lungs and heart, ribs, table, bowel, muscles and skeleton.
+
+A body outline (skin fat, muscle wall), lung bases and heart above the diaphragm, ribs, the scanner table, colon,
+small-bowel loops and duodenum with gas and fluid, psoas and paraspinal muscles, lumbar vertebrae with discs and
+posterior elements, and iliac wings; all with label 0.
+"""
 
 from __future__ import annotations
 
