@@ -18,7 +18,7 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 
 from l2gnet_monai.data.errors import DatasetError
-from l2gnet_monai.data.phantom import ensure_phantom_dataset
+from l2gnet_monai.data.phantom.cache import ensure_phantom_dataset
 from l2gnet_monai.data.volume_checks import (
     ClassNames,
     check_image_label_grid,

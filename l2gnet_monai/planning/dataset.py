@@ -22,7 +22,7 @@ import numpy as np
 
 from l2gnet_monai.data.datalist import dataset_labels, dataset_modality, load_split, resolve_datalist
 from l2gnet_monai.data.errors import DatasetError
-from l2gnet_monai.data.phantom import DEFAULT_SPACING, PHANTOM_LABELS
+from l2gnet_monai.data.phantom.spec import DEFAULT_SPACING, PHANTOM_LABELS
 from l2gnet_monai.planning.geometry import AXIS_NAMES, lowest_resolution_axis, ras_spacing
 from l2gnet_monai.planning.plan import read_plan
 

@@ -15,10 +15,11 @@ import pytest
 from monai.data import load_decathlon_datalist
 from scipy import ndimage
 
-from l2gnet_monai.data import phantom
 from l2gnet_monai.data.phantom import (
+    PHANTOM_GENERATOR_VERSION,
     PHANTOM_HU,
     PHANTOM_LABELS,
+    cache,
     ensure_phantom_dataset,
     generate_phantom_case,
     generate_phantom_dataset,
@@ -163,7 +164,7 @@ def test_dataset_json(small_dataset):
     assert data["numTraining"] == 2 and len(data["training"]) == 2 and len(data["validation"]) == 1
     assert data["generator"] == {
         "name": "l2gnet_monai.data.phantom",
-        "version": phantom.PHANTOM_GENERATOR_VERSION,
+        "version": PHANTOM_GENERATOR_VERSION,
         "num_training": 2,
         "num_validation": 1,
         "shape": [64, 64, 16],
@@ -232,7 +233,7 @@ def test_ensure_reports_incomplete_phantom(tmp_path):
 def test_ensure_cleans_stale_temporary_folders(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    host = phantom._host()
+    host = cache._host()
     stale = tmp_path / f".phantom.phantom-tmp-{host}-{dead.pid}-abc123"
     live = tmp_path / f".phantom.phantom-tmp-{host}-{os.getppid()}-def456"
     for folder in (stale, live):
@@ -248,7 +249,7 @@ def test_ensure_cleans_stale_temporary_folders(tmp_path):
 def test_ensure_loser_of_race_uses_winner(tmp_path, monkeypatch):
     """Another process renames its dataset into place while this one generates: this one discards its copy."""
     target = tmp_path / "phantom"
-    original = phantom.generate_phantom_dataset
+    original = cache.generate_phantom_dataset
 
     def generate_while_another_wins(dataset_dir, **kwargs):
         out = original(dataset_dir, **kwargs)
@@ -258,7 +259,7 @@ def test_ensure_loser_of_race_uses_winner(tmp_path, monkeypatch):
         os.rename(winner, target)
         return out
 
-    monkeypatch.setattr(phantom, "generate_phantom_dataset", generate_while_another_wins)
+    monkeypatch.setattr(cache, "generate_phantom_dataset", generate_while_another_wins)
     path = ensure_phantom_dataset(target, **SMALL_DS)
     assert path == os.path.join(str(target), "dataset.json")
     assert (target / "winner.txt").read_text() == "first"
