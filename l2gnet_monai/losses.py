@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -16,6 +17,8 @@ from torch import nn
 from l2gnet_monai.networks.utils import unwrap_network
 
 __all__ = ["L2GNetLoss"]
+
+logger = logging.getLogger(__name__)
 
 
 def _wrapped_in_data_parallel(network: nn.Module) -> bool:
@@ -46,7 +49,8 @@ class L2GNetLoss(DiceCELoss):
         "loss": {"_target_": "l2gnet_monai.losses.L2GNetLoss", "network": "@network"}
 
     Args:
-        network: the L2GNet being trained (or its DDP wrapper). ``None`` gives plain Dice + CE.
+        network: the L2GNet being trained (or its DDP wrapper). ``None``, or a network without a vector quantizer
+            (another network trained through the bundle, e.g. MONAI's ``FlexibleUNet``), gives plain Dice + CE.
         quantization_weight: weight ``w`` of the quantization loss.
         to_onehot_y: one-hot encode the label (``DiceCELoss`` argument).
         softmax: apply softmax to the logits (``DiceCELoss`` argument).
@@ -58,8 +62,7 @@ class L2GNetLoss(DiceCELoss):
             tensors on the loss's device, so the step needs no host read; ``float()`` them when logging).
 
     Raises:
-        ValueError: ``network`` is wrapped in ``nn.DataParallel``, or records no quantization loss (not an
-            L2GNet: pass ``network=None`` for plain Dice + CE).
+        ValueError: ``network`` is wrapped in ``nn.DataParallel``.
     """
 
     def __init__(
@@ -78,10 +81,12 @@ class L2GNetLoss(DiceCELoss):
                     "loss where the loss cannot read it; use DistributedDataParallel (or a single device)."
                 )
             if not hasattr(unwrap_network(network), "take_quantization_loss"):
-                raise ValueError(
-                    f"L2GNetLoss: network is a {type(unwrap_network(network)).__name__}, which records no "
-                    "quantization loss; pass an L2GNet, or network=None for plain Dice + CE."
+                # another network through the bundle (MONAI's FlexibleUNet, a UNet, ...): nothing to add
+                logger.info(
+                    "L2GNetLoss: %s has no vector quantizer; training with Dice + CE alone.",
+                    type(unwrap_network(network)).__name__,
                 )
+                network = None
         # a tuple keeps the network out of this module's children (and its state dict)
         self._network = (network,) if network is not None else ()
         self.quantization_weight = quantization_weight

@@ -129,12 +129,18 @@ def test_a_missing_quantization_loss_is_an_error_naming_the_case() -> None:
     assert "quantization" in loss_fn.last_terms and loss.requires_grad
 
 
-def test_networks_that_cannot_give_the_term_are_refused_at_construction() -> None:
+def test_data_parallel_is_refused_and_a_network_without_quantizer_trains_with_dice_ce(caplog) -> None:
     net = small_net()
     with pytest.raises(ValueError, match="nn.DataParallel"):
         L2GNetLoss(network=torch.nn.DataParallel(net))
-    with pytest.raises(ValueError, match="Conv2d, which records no quantization loss.*network=None"):
-        L2GNetLoss(network=torch.nn.Conv2d(1, 3, 1))
+    other = torch.nn.Conv2d(1, 3, 1)
+    with caplog.at_level("INFO", logger="l2gnet_monai.losses"):
+        loss_fn = L2GNetLoss(network=other)
+    assert "Conv2d has no vector quantizer; training with Dice + CE alone" in caplog.text
+    image, label = torch.rand(2, 1, 8, 8), torch.randint(0, 3, (2, 1, 8, 8))
+    plain = L2GNetLoss(network=None)
+    torch.testing.assert_close(loss_fn(other(image), label), plain(other(image), label))
+    assert set(loss_fn.last_terms) == {"dice_ce"}
 
 
 class _HostReads(TorchFunctionMode):

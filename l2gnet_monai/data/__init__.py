@@ -10,6 +10,7 @@ paper's datasets (Synapse, ACDC) to the Medical Segmentation Decathlon layout.
 * :mod:`~l2gnet_monai.data.datalist`: ``dataset.json`` splits, image lists and the checks run before training;
 * :mod:`~l2gnet_monai.data.volume_checks`: header and voxel checks of images and labels;
 * :mod:`~l2gnet_monai.data.slices`: the 2-D slices of cached volumes as a training dataset;
+* :mod:`~l2gnet_monai.data.loading`: how many loader workers this machine gets;
 * :mod:`~l2gnet_monai.data.phantom`: the synthetic abdominal CT phantom, the bundle's default data;
 * :mod:`~l2gnet_monai.data.msd`, :mod:`~l2gnet_monai.data.synapse`, :mod:`~l2gnet_monai.data.acdc`,
   :mod:`~l2gnet_monai.data.prepare`: the downloads converted to the Decathlon layout;
@@ -33,6 +34,7 @@ _LAZY = {
     "list_images": "l2gnet_monai.data.datalist",
     "load_split": "l2gnet_monai.data.datalist",
     "resolve_datalist": "l2gnet_monai.data.datalist",
+    "default_num_workers": "l2gnet_monai.data.loading",
     "SliceDataset": "l2gnet_monai.data.slices",
     "check_batches": "l2gnet_monai.data.slices",
     "ensure_phantom_dataset": "l2gnet_monai.data.phantom.cache",

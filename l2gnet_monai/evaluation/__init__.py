@@ -13,7 +13,8 @@
   classes), or a per-class table for any other dataset;
 * :mod:`~l2gnet_monai.evaluation.folders`: scoring a folder of predicted NIfTI files against their ground truth;
 * :mod:`~l2gnet_monai.evaluation.report`: the self-contained ``report.html`` with tables, box plots and pictures;
-* :mod:`~l2gnet_monai.evaluation.handler`: all of it as an engine handler of the bundle's evaluation.
+* :mod:`~l2gnet_monai.evaluation.handler`: all of it as an engine handler of the bundle's evaluation;
+* :mod:`~l2gnet_monai.evaluation.key_metric`: the evaluator's key metric, named after the split it scores.
 
 May import :mod:`l2gnet_monai.visualize` (the report's pictures), :mod:`l2gnet_monai.networks` (code usage) and
 :mod:`l2gnet_monai.data` (the paper's class names).
@@ -52,6 +53,7 @@ _LAZY = {
     "REPORT_NAME": "l2gnet_monai.evaluation.report",
     "REPORT_FILES": "l2gnet_monai.evaluation.report",
     "PaperMetricsHandler": "l2gnet_monai.evaluation.handler",
+    "mean_dice_metric": "l2gnet_monai.evaluation.key_metric",
 }
 
 __all__ = sorted(_LAZY)

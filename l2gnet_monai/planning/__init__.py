@@ -5,10 +5,12 @@
 #     http://www.apache.org/licenses/LICENSE-2.0
 """The plan of a training run and the bundle around the trained model: what later steps read from training.
 
-* :mod:`~l2gnet_monai.planning.geometry`: spacing in RAS order, the slicing axis, the resized volume's size;
+* :mod:`~l2gnet_monai.planning.geometry`: spacing in RAS order and the slicing axis;
 * :mod:`~l2gnet_monai.planning.dataset`: what a dataset is (classes, modality, spacing, slicing axis), from its
-  ``dataset.json`` and NIfTI headers;
-* :mod:`~l2gnet_monai.planning.plan`: the plan stored beside the weights, and the network it describes;
+  ``dataset.json`` and NIfTI headers, and where a trained model's data is;
+* :mod:`~l2gnet_monai.planning.network`: the plan's network definition, built and read back;
+* :mod:`~l2gnet_monai.planning.plan`: the plan, carried inside every checkpoint (``PlanState``);
+* :mod:`~l2gnet_monai.planning.checkpoint`: the plan read from a checkpoint and checked against its readable copy;
 * :mod:`~l2gnet_monai.planning.trained_bundle`: a trained bundle opened in Python (network, preprocessing, classes);
 * :mod:`~l2gnet_monai.planning.packaging` and :mod:`~l2gnet_monai.planning.install`: the bundle as a model-zoo zip;
 * :mod:`~l2gnet_monai.planning.bundle_root`: where the bundle is, and the checkpoint a workflow needs.
@@ -29,15 +31,31 @@ _LAZY = {
     "ras_spacing": "l2gnet_monai.planning.geometry",
     "lowest_resolution_axis": "l2gnet_monai.planning.geometry",
     "describe_dataset": "l2gnet_monai.planning.dataset",
+    "dataset_datalist": "l2gnet_monai.planning.dataset",
+    "evaluation_split": "l2gnet_monai.planning.dataset",
     "check_slice_axis": "l2gnet_monai.planning.dataset",
+    "DEFAULT_NETWORK": "l2gnet_monai.planning.network",
+    "planned_network": "l2gnet_monai.planning.network",
+    "build_network": "l2gnet_monai.planning.network",
+    "network_definition": "l2gnet_monai.planning.network",
     "PLAN_FILE": "l2gnet_monai.planning.plan",
+    "METADATA_FILE": "l2gnet_monai.planning.plan",
     "PLAN_VERSION": "l2gnet_monai.planning.plan",
+    "WEIGHT_KEYS": "l2gnet_monai.planning.plan",
     "build_plan": "l2gnet_monai.planning.plan",
+    "plan_differences": "l2gnet_monai.planning.plan",
+    "PlanState": "l2gnet_monai.planning.plan",
     "save_plan": "l2gnet_monai.planning.plan",
     "read_plan": "l2gnet_monai.planning.plan",
-    "planned_network": "l2gnet_monai.planning.plan",
+    "normalise_plan": "l2gnet_monai.planning.plan",
+    "planned_setting": "l2gnet_monai.planning.plan",
     "metadata_with_plan": "l2gnet_monai.planning.plan",
     "training_overrides": "l2gnet_monai.planning.plan",
+    "checkpoint_plan": "l2gnet_monai.planning.checkpoint",
+    "trained_plan": "l2gnet_monai.planning.checkpoint",
+    "checkpoint_sha256": "l2gnet_monai.planning.checkpoint",
+    "PlanCopy": "l2gnet_monai.planning.checkpoint",
+    "record_scores": "l2gnet_monai.planning.checkpoint",
     "load_bundle": "l2gnet_monai.planning.trained_bundle",
     "BundleError": "l2gnet_monai.planning.packaging",
     "DEFAULT_BUNDLE_NAME": "l2gnet_monai.planning.packaging",

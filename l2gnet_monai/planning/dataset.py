@@ -3,11 +3,13 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""What training needs to know about its dataset, read from ``dataset.json`` and NIfTI headers only.
+"""What a dataset is, read from ``dataset.json`` and NIfTI headers only, and where a trained model's data is.
 
 :func:`describe_dataset` gives the classes, modality, median spacing and slicing axis of a Decathlon-layout dataset
-(or of the synthetic phantom, without generating it); :func:`check_slice_axis` warns about a volume whose own
-geometry disagrees with the axis the model slices across.
+(or of the synthetic phantom, without generating it), or of the dataset a trained model was trained on (a resumed
+or further-trained model keeps its plan); :func:`dataset_datalist` finds that data again for training and
+evaluation; :func:`evaluation_split` picks the held-out cases to score; :func:`check_slice_axis` warns about a
+volume whose own geometry disagrees with the axis the model slices across.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ import numpy as np
 
 from l2gnet_monai.data.datalist import dataset_labels, dataset_modality, load_split, resolve_datalist
 from l2gnet_monai.data.errors import DatasetError
-from l2gnet_monai.data.phantom.spec import DEFAULT_SPACING, PHANTOM_LABELS
+from l2gnet_monai.data.phantom.spec import (
+    DEFAULT_NUM_TRAINING,
+    DEFAULT_NUM_VALIDATION,
+    DEFAULT_SHAPE,
+    DEFAULT_SPACING,
+    PHANTOM_LABELS,
+)
 from l2gnet_monai.planning.geometry import AXIS_NAMES, lowest_resolution_axis, ras_spacing
-from l2gnet_monai.planning.plan import read_plan
 
-__all__ = ["describe_dataset", "check_slice_axis"]
+__all__ = ["describe_dataset", "dataset_datalist", "evaluation_split", "check_slice_axis"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,44 +83,86 @@ def check_slice_axis(
     return list(items)
 
 
+def _phantom_record(
+    phantom: Mapping[str, Any] | None, phantom_dir: str | os.PathLike | None, bundle_root: str | os.PathLike | None
+) -> dict[str, Any]:
+    settings = dict(phantom or {})
+    record = {
+        "num_training": int(settings.get("num_training", DEFAULT_NUM_TRAINING)),
+        "num_validation": int(settings.get("num_validation", DEFAULT_NUM_VALIDATION)),
+        "shape": [int(s) for s in settings.get("shape", DEFAULT_SHAPE)],
+        "spacing": [float(s) for s in settings.get("spacing", DEFAULT_SPACING)],
+        "seed": int(settings.get("seed", 0)),
+    }
+    if phantom_dir is not None:
+        folder = os.path.abspath(os.fspath(phantom_dir))
+        root = os.path.abspath(os.fspath(bundle_root)) if bundle_root is not None else None
+        # inside the bundle: recorded relative to it, so that a packaged or moved bundle finds it again
+        inside = root is not None and os.path.commonpath([folder, root]) == root
+        record["dir"] = os.path.relpath(folder, root) if inside else folder
+    return record
+
+
+def _names(class_names: Mapping[Any, str]) -> dict[int, str]:
+    return {int(k): str(v) for k, v in class_names.items()}
+
+
 def describe_dataset(
     dataset_dir: str | os.PathLike | None,
     phantom: Mapping[str, Any] | None = None,
-    plan_file: str | os.PathLike | None = None,
+    phantom_dir: str | os.PathLike | None = None,
+    trained_plan: Mapping[str, Any] | None = None,
+    bundle_root: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """What training needs to know about its dataset, read without generating or writing anything.
 
+    * ``trained_plan`` (a resumed training, or a trained model trained further, e.g. by MONAI Label): the plan's
+      classes, modality and slicing axis, and its dataset unless ``dataset_dir`` names another one with the same
+      classes;
     * a Decathlon-layout dataset: class names and modality from its ``dataset.json``; the median RAS spacing of
       its training images and the slicing axis from their NIfTI headers (a warning names each volume whose own
       geometry disagrees);
-    * no dataset (``None``) and an existing ``plan_file``: that plan (a trained bundle that MONAI Label trains
-      further on its own datalist keeps its classes);
     * otherwise the synthetic phantom, whose classes and spacing are known without generating it.
 
     Args:
-        dataset_dir: the dataset folder or its ``dataset.json``; ``None`` for the phantom.
+        dataset_dir: the dataset folder or its ``dataset.json``; ``None`` for the phantom (or the plan's dataset).
         phantom: the phantom's arguments (its ``spacing`` gives the slicing axis).
-        plan_file: a plan to take the description from when there is no ``dataset_dir``.
+        phantom_dir: where the phantom is (recorded, so that evaluation finds the same cases).
+        trained_plan: the plan of the weights this training continues (``{}``/``None``: a new training).
+        bundle_root: the bundle's folder: a phantom inside it is recorded relative to it.
 
     Returns:
         ``{"class_names": {0: "background", ...}, "modality": "CT" | "MRI", "median_spacing": [x, y, z],
-        "slice_axis": 0 | 1 | 2, "dataset": <dataset.json path, or "phantom">}``.
+        "slice_axis": 0 | 1 | 2, "dataset": {"datalist": <dataset.json> | None, "phantom": <settings> | None}}``.
 
     Raises:
-        DatasetError: the dataset, its ``dataset.json`` or one of its headers is unusable.
+        DatasetError: the dataset, its ``dataset.json`` or one of its headers is unusable, or ``dataset_dir``'s
+            classes differ from the trained plan's.
     """
-    if dataset_dir is None or str(dataset_dir).strip() in _NO_DATASET:
-        planned = read_plan(plan_file) if plan_file is not None else {}
-        if planned:
-            keys = ("class_names", "modality", "median_spacing", "slice_axis", "dataset")
-            return {key: planned.get(key) for key in keys}
-        spacing = [float(s) for s in dict(phantom or {}).get("spacing", DEFAULT_SPACING)]
+    given = dataset_dir is not None and str(dataset_dir).strip() not in _NO_DATASET
+    if trained_plan:
+        keys = ("class_names", "modality", "median_spacing", "slice_axis")
+        description = {key: trained_plan.get(key) for key in keys}
+        description["dataset"] = trained_plan.get("dataset") or {"datalist": None, "phantom": None}
+        if given:
+            datalist_file = resolve_datalist(dataset_dir, phantom_dir=os.devnull)
+            classes = dataset_labels(datalist_file)
+            if classes != _names(trained_plan["class_names"]):
+                raise DatasetError(
+                    f"dataset_dir: {datalist_file} declares the classes {classes}, but the weights being trained "
+                    f"further were trained on {_names(trained_plan['class_names'])}; give a dataset with the same "
+                    "classes, or start a new training in another --ckpt_dir."
+                )
+            description["dataset"] = {"datalist": datalist_file, "phantom": None}
+        return description
+    if not given:
+        record = _phantom_record(phantom, phantom_dir, bundle_root)
         return {
             "class_names": dict(PHANTOM_LABELS),
             "modality": "CT",
-            "median_spacing": spacing,
-            "slice_axis": lowest_resolution_axis(spacing),  # the phantom's affine is diagonal: no reorientation
-            "dataset": "phantom",
+            "median_spacing": record["spacing"],
+            "slice_axis": lowest_resolution_axis(record["spacing"]),  # the phantom's affine is diagonal
+            "dataset": {"datalist": None, "phantom": record},
         }
     datalist_file = resolve_datalist(dataset_dir, phantom_dir=os.devnull)
     items = load_split(datalist_file, "training", holdout_fraction=0.0, require_labels=False)
@@ -121,7 +170,7 @@ def describe_dataset(
     median = np.median(spacings, axis=0)
     slice_axis = lowest_resolution_axis(median)
     logger.info(
-        "dataset %s: median RAS spacing %s mm over %d training volumes; slicing across the %s axis.",
+        "dataset %s: median RAS spacing %s mm over %d training volumes; its thickest axis is the %s axis.",
         datalist_file,
         np.round(median, 3).tolist(),
         len(items),
@@ -133,5 +182,71 @@ def describe_dataset(
         "modality": dataset_modality(datalist_file),
         "median_spacing": [round(float(s), 6) for s in median],
         "slice_axis": slice_axis,
-        "dataset": datalist_file,
+        "dataset": {"datalist": datalist_file, "phantom": None},
     }
+
+
+def dataset_datalist(
+    description: Mapping[str, Any],
+    dataset_dir: str | os.PathLike | None = None,
+    bundle_root: str | os.PathLike | None = None,
+    fallback: str | os.PathLike | None = None,
+) -> str:
+    """The ``dataset.json`` of a dataset description (:func:`describe_dataset`'s, or a plan's): the same data again.
+
+    Args:
+        description: has ``"dataset"``: ``{"datalist": path}`` or ``{"phantom": settings with "dir"}``, and
+            ``"class_names"``.
+        dataset_dir: another dataset to use instead (its classes must be the description's).
+        bundle_root: the bundle's folder, for a phantom recorded relative to it.
+        fallback: what to return when the description names no dataset (weights without a plan); ``None`` raises.
+
+    Returns:
+        The path of the ``dataset.json`` (the phantom is generated where the plan says, if it is not there).
+
+    Raises:
+        DatasetError: the dataset is gone, or ``dataset_dir``'s classes differ.
+    """
+    if dataset_dir is not None and str(dataset_dir).strip() not in _NO_DATASET:
+        datalist_file = resolve_datalist(dataset_dir, phantom_dir=os.devnull)
+        classes, expected = dataset_labels(datalist_file), _names(description.get("class_names") or {})
+        if expected and classes != expected:
+            raise DatasetError(
+                f"dataset_dir: {datalist_file} declares the classes {classes}, but the model was trained on {expected}."
+            )
+        return datalist_file
+    dataset = dict(description.get("dataset") or {})
+    if dataset.get("datalist"):
+        path = os.fspath(dataset["datalist"])
+        if not os.path.isfile(path):
+            raise DatasetError(
+                f"dataset: the model was trained on {path!r}, which is gone; give the dataset with --dataset_dir."
+            )
+        return path
+    phantom = dict(dataset.get("phantom") or {})
+    if not phantom.get("dir") and fallback is not None:
+        return os.fspath(fallback)
+    if not phantom.get("dir"):
+        raise DatasetError("dataset: the plan names no dataset this model was trained on; give one with --dataset_dir.")
+    folder = phantom.pop("dir")
+    if not os.path.isabs(folder):
+        folder = os.path.join(os.fspath(bundle_root) if bundle_root is not None else os.getcwd(), folder)
+    return resolve_datalist(None, phantom_dir=folder, phantom=phantom)
+
+
+def evaluation_split(split: str, datalist_file: str | os.PathLike, validation_split: str = "validation") -> str:
+    """The datalist key to evaluate: ``split`` itself, or for ``"auto"`` the labelled ``test`` list when the dataset
+    has one (``imagesTs``/``labelsTs``), else the validation cases the training held out.
+
+    Args:
+        split: ``"auto"``, ``"test"``, ``"validation"`` or ``"training"``.
+        datalist_file: the dataset's ``dataset.json``.
+        validation_split: the key the training validated on (the plan's).
+    """
+    if split != "auto":
+        return split
+    try:
+        test = load_split(datalist_file, "test", require_labels=True)
+    except (DatasetError, ValueError, KeyError):  # no test list, or test images without labels: nothing to score
+        test = []
+    return "test" if test else validation_split

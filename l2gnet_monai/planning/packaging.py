@@ -210,6 +210,11 @@ def _check_model(model_file: Path, inference_config: dict[str, Any], bundle_dir:
         )
 
 
+def _plan_copy(plan: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps({**plan, "class_names": {str(k): v for k, v in plan["class_names"].items()}}))
+    return copy
+
+
 def _generated_readme(metadata: dict[str, Any], name: str, overrides: Sequence[Path]) -> str:
     version = metadata["version"]
     package_version = metadata.get("required_packages_version", {}).get("l2gnet-monai", version)
@@ -280,10 +285,11 @@ def package_bundle(
     ``include_model`` and when it exists, ``models/model.pt``. Nothing else (data, outputs, other checkpoints).
     The weights are checked to load with ``weights_only=True`` and to fit the packaged network.
 
-    A trained bundle's ``models/plan.json`` (see :mod:`l2gnet_monai.planning.plan`) goes with the weights: the packaged
-    ``metadata.json`` then names the trained classes (what MONAI Label shows), ``inference.json`` reads the plan,
-    and ``train.json`` continues the trained model (its classes and network) when it runs without ``dataset_dir``,
-    as in MONAI Label's training. No training override needs to be repeated.
+    A trained model's plan travels inside ``models/model.pt`` (see :mod:`l2gnet_monai.planning.plan`), with its
+    readable copy ``models/plan.json``: the packaged ``metadata.json`` names the trained classes (what MONAI Label
+    shows) and carries the model's own evaluation scores (``models/metadata.json``'s ``eval_metrics``),
+    ``inference.json`` reads the plan, and ``train.json`` continues the trained model (its classes and network)
+    when it runs without ``dataset_dir``, as in MONAI Label's training. No training override needs to be repeated.
 
     Args:
         bundle_dir: the bundle folder (with ``configs/``).
@@ -309,10 +315,12 @@ def package_bundle(
     override_files = _override_files(overrides)
     configs = bundle / "configs"
 
-    from l2gnet_monai.planning.plan import PLAN_FILE, metadata_with_plan, read_plan, training_overrides
+    from l2gnet_monai.planning.checkpoint import trained_plan
+    from l2gnet_monai.planning.plan import METADATA_FILE, PLAN_FILE, metadata_with_plan, training_overrides
 
     model_file = bundle / "models" / "model.pt"
-    plan = read_plan(bundle / "models") if include_model and model_file.is_file() else {}
+    plan = trained_plan(model_file) if include_model and model_file.is_file() else {}
+    trained_metadata = bundle / "models" / METADATA_FILE
 
     files: dict[str, bytes | Path] = {}
     merged: dict[str, dict[str, Any]] = {}
@@ -326,7 +334,14 @@ def package_bundle(
                 merged[path.name] = _set_keys(merged[path.name], training_overrides(plan))
             files[f"{name}/configs/{path.name}"] = (json.dumps(merged[path.name], indent=4) + "\n").encode()
         elif path.name == "metadata.json" and plan:
+            # the trained model's own metadata (classes, modality, its evaluation scores), else made from the plan
             packaged = metadata_with_plan(metadata, plan)
+            if trained_metadata.is_file():
+                packaged["eval_metrics"] = _read_json_object(trained_metadata, "the trained model's metadata").get(
+                    "eval_metrics", {}
+                )
+            else:
+                packaged["eval_metrics"] = {}
             files[f"{name}/configs/{path.name}"] = (json.dumps(packaged, indent=4) + "\n").encode()
         else:
             files[f"{name}/configs/{path.name}"] = path
@@ -348,8 +363,8 @@ def package_bundle(
     if include_model and model_file.is_file():
         _check_model(model_file, merged["inference.json"], bundle)
         files[f"{name}/models/model.pt"] = model_file
-        if plan:
-            files[f"{name}/models/{PLAN_FILE}"] = bundle / "models" / PLAN_FILE
+        if plan:  # the readable copy of the plan inside model.pt
+            files[f"{name}/models/{PLAN_FILE}"] = (json.dumps(_plan_copy(plan), indent=4) + "\n").encode()
     elif include_model:
         logger.warning("model: %s does not exist; the zip carries no weights (train the bundle first).", model_file)
 

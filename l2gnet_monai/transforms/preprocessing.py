@@ -84,7 +84,8 @@ def volume_preprocessing(
         [
             LoadImaged(keys=loaded, reader=ContiguousNibabelReader(), image_only=True),
             EnsureChannelFirstd(keys=loaded),
-            Orientationd(keys=resampled, axcodes="RAS"),
+            # labels given: MONAI 1.6 warns that their default will follow the image's space; these are RAS's
+            Orientationd(keys=resampled, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
             IntensityNormalizationd(keys=image_key, modality=modality, window=ct_window),
             ResizeSlicesd(
                 keys=resampled,

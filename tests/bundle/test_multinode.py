@@ -50,7 +50,8 @@ def test_two_nodes_through_the_c10d_rendezvous_train_identical_models(trained_bu
     assert not different, f"ranks differ in {different}"
 
     written = sorted(p.name for p in (bundle / "models").iterdir() if p.name != ".gitkeep")
-    assert written == ["checkpoint_epoch=1.pt", "checkpoint_final.pt", "checkpoint_latest.pt", "model.pt", "plan.json"]
+    expected = ["checkpoint_epoch=1.pt", "checkpoint_final.pt", "checkpoint_latest.pt", "metadata.json", "model.pt"]
+    assert written == [*expected, "plan.json"]
     events = list((bundle / "eval").glob("events.out.tfevents.*"))
     writers = {name.name.split(".")[-2] for name in events}  # the writing process's id is in the file name
     # training stats, validation stats, validation overlays: three writers, all in one process

@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
+
 from tests.bundle.conftest import config_files, run_cli, run_workflow
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -84,6 +86,8 @@ def test_explain_command_draws_a_smoke_trained_bundle(trained_bundle: Path, tmp_
     # weights without their plan: the default network does not fit them, and the message says what they hold
     planless = shutil.copytree(trained_bundle, tmp_path / "planless", ignore=shutil.ignore_patterns("data", "eval"))
     (planless / "models" / "plan.json").unlink()
+    weights = torch.load(planless / "models" / "model.pt", weights_only=True)["model"]
+    torch.save(weights, planless / "models" / "model.pt")  # a plain state dict: weights from elsewhere
     mismatch = run_cli([*args[:3], str(planless), *args[4:]], cwd=tmp_path)
     assert mismatch.returncode == 1 and "does not fit" in mismatch.stderr and "resnet18" in mismatch.stderr
     assert "Traceback" not in mismatch.stderr

@@ -111,10 +111,11 @@ def test_inference_writes_label_maps_in_the_input_geometry(trained_bundle: Path)
 
 
 def test_weights_without_their_plan_are_refused_in_one_message(trained_bundle: Path, tmp_path) -> None:
-    """The smoke-trained weights (ResNet18) without plan.json meet inference.json's default network (ResNet50):
-    one message says what the checkpoint holds and where the fix is; nothing is segmented."""
+    """The smoke-trained weights (ResNet18) as a plain state dict, without their plan, meet inference.json's default
+    network (ResNet50): one message says what the checkpoint holds and where the fix is; nothing is segmented."""
     bundle = copy_bundle(tmp_path / "bundle")
-    shutil.copy2(trained_bundle / "models" / "model.pt", bundle / "models" / "model.pt")
+    weights = torch.load(trained_bundle / "models" / "model.pt", weights_only=True)["model"]
+    torch.save(weights, bundle / "models" / "model.pt")
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     image, _, affine = generate_phantom_case(0, shape=(64, 64, 12), spacing=(6.0, 6.0, 12.0), seed=1)
@@ -138,13 +139,14 @@ def test_ckpt_export_gives_a_torchscript_model_with_the_eager_output(trained_bun
         meta_file=str(trained_bundle / "configs" / "metadata.json"),
         config_file=files,
         bundle_root=str(trained_bundle),
+        key_in_ckpt="model",  # the checkpoint holds the weights beside their plan
     )
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     parser = ConfigParser()
     parser.read_config(files)
     parser["bundle_root"] = str(trained_bundle)
     network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(trained_bundle / "models" / "model.pt", weights_only=True))
+    network.load_state_dict(torch.load(trained_bundle / "models" / "model.pt", weights_only=True)["model"])
     network.eval()
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():

@@ -18,7 +18,8 @@ from monai.transforms import LoadImage, Orientation
 from l2gnet_monai.networks import CheckpointMismatchError, L2GNet
 from l2gnet_monai.planning.dataset import describe_dataset
 from l2gnet_monai.planning.geometry import lowest_resolution_axis, ras_spacing
-from l2gnet_monai.planning.plan import build_plan, metadata_with_plan, planned_network, read_plan, save_plan
+from l2gnet_monai.planning.network import planned_network
+from l2gnet_monai.planning.plan import PlanState, build_plan, metadata_with_plan, read_plan, save_plan
 from l2gnet_monai.transforms.slice_resize import ResizeSlicesd, volume_size
 from tests.bundle.conftest import REPO, SHARED
 from tests.synthetic_mri import ACQUISITIONS, MRI_LABELS, make_case, write_mri_dataset
@@ -74,43 +75,46 @@ def test_describe_dataset_reads_headers_and_warns_about_a_volume_sliced_otherwis
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "mri_000.nii.gz" in warnings[0] and "axial" in warnings[0], warnings
 
-    phantom = describe_dataset(None, {"spacing": [6.0, 6.0, 12.0]})
+    phantom = describe_dataset(None, {"spacing": [6.0, 6.0, 12.0]}, tmp_path / "b" / "data" / "p", None, tmp_path / "b")
     assert phantom["slice_axis"] == 2 and phantom["modality"] == "CT" and len(phantom["class_names"]) == 9
+    assert phantom["dataset"]["phantom"]["dir"] == os.path.join("data", "p"), "recorded relative to the bundle"
+    assert not (tmp_path / "b").exists(), "describing the phantom generates nothing"
 
 
-def test_plan_round_trip_builds_the_trained_network_and_rewrites_metadata(tmp_path: Path, caplog) -> None:
+def test_plan_round_trip_builds_the_trained_network_and_describes_it_in_metadata(tmp_path: Path) -> None:
     trained = L2GNet(out_channels=4, **SMALL)
     plan = build_plan(MRI_LABELS, "MRI", [-125, 275], [64, 64], 0, trained, {"median_spacing": [4, 1.5, 1.5]})
-    metadata = tmp_path / "configs" / "metadata.json"
-    metadata.parent.mkdir()
-    shutil.copy2(REPO / "bundle" / "configs" / "metadata.json", metadata)
-    path = save_plan(plan, tmp_path / "models", metadata)
+    source = REPO / "bundle" / "configs" / "metadata.json"
+    before = source.read_bytes()
+    path = save_plan(plan, tmp_path / "models", source)
     assert Path(path) == tmp_path / "models" / "plan.json" and not list((tmp_path / "models").glob(".*"))
+    assert source.read_bytes() == before, "the bundle's configs/metadata.json is never written"
 
     loaded = read_plan(tmp_path / "models")
     assert loaded["class_names"] == MRI_LABELS and loaded["slice_axis"] == 0
-    with caplog.at_level(logging.WARNING, logger="l2gnet_monai.planning.dataset"):
-        rebuilt = planned_network(loaded, out_channels=4, backbone="resnet50")  # the config's own setting loses
-    assert "backbone" in caplog.text and "resnet50" in caplog.text
+    rebuilt = planned_network(loaded, out_channels=4, backbone="resnet50")  # the config's own arguments are unused
     rebuilt.load_state_dict(trained.state_dict())  # fits exactly
     for (name, a), b in zip(trained.state_dict().items(), rebuilt.state_dict().values()):
         assert torch.equal(a, b), name
 
-    written = json.loads(metadata.read_text())
+    written = json.loads((tmp_path / "models" / "metadata.json").read_text())
     pred = written["network_data_format"]["outputs"]["pred"]
     assert pred["channel_def"] == {str(k): v for k, v in MRI_LABELS.items()} and pred["num_channels"] == 4
     assert written["network_data_format"]["inputs"]["image"]["modality"] == "MR"
-    assert written == metadata_with_plan(written, plan)
+    assert written["eval_metrics"] == {}, "the phantom's scores do not describe this model"
+    assert {k: v for k, v in written.items() if k != "eval_metrics"} == {
+        k: v for k, v in metadata_with_plan(written, plan).items() if k != "eval_metrics"
+    }
     schema = SHARED / "monai_bundle_meta_schema.json"
     if schema.is_file():
         draft = json.loads(schema.read_text())
         draft["required"] = [k for k in draft["required"] if k != "optional_packages_version"]
         (tmp_path / "schema.json").write_text(json.dumps(draft))
-        verify_metadata(meta_file=str(metadata), filepath=str(tmp_path / "schema.json"))
+        verify_metadata(meta_file=str(tmp_path / "models" / "metadata.json"), filepath=str(tmp_path / "schema.json"))
 
     assert read_plan(tmp_path / "nothing-here") == {}
     (tmp_path / "bad.json").write_text('{"plan_version": 99}')
-    with pytest.raises(ValueError, match="not a plan of version 1"):
+    with pytest.raises(ValueError, match="not a plan of version 2"):
         read_plan(tmp_path / "bad.json")
 
 
@@ -132,11 +136,12 @@ def test_a_checkpoint_that_does_not_fit_is_refused_even_when_not_strict() -> Non
         classes.load_state_dict(trained.state_dict(), strict=False)
 
 
-def test_the_bundle_inference_config_reads_the_plan_beside_the_checkpoint(tmp_path: Path) -> None:
+def test_the_bundle_inference_config_reads_the_plan_inside_the_checkpoint(tmp_path: Path) -> None:
     trained = L2GNet(out_channels=4, **SMALL)
     models = tmp_path / "models"
-    save_plan(build_plan(MRI_LABELS, "MRI", [-125, 275], [48, 48], 1, trained), models)
-    torch.save(trained.state_dict(), models / "model.pt")
+    models.mkdir()
+    plan = build_plan(MRI_LABELS, "MRI", [-125, 275], [48, 48], 1, trained)
+    torch.save({"model": trained.state_dict(), "plan": PlanState(plan).state_dict()}, models / "model.pt")
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundle" / "configs" / "inference.json"))
     parser["bundle_root"] = str(tmp_path)
@@ -144,5 +149,5 @@ def test_the_bundle_inference_config_reads_the_plan_beside_the_checkpoint(tmp_pa
     assert _resize_of(parser.get_parsed_content("preprocessing")).resizer.spatial_size == [48, -1, 48]
     assert parser.get_parsed_content("inferer").spatial_dim == 1
     network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(models / "model.pt", weights_only=True))
-    assert os.listdir(tmp_path) == ["models"]
+    network.load_state_dict(torch.load(models / "model.pt", weights_only=True)["model"])
+    assert os.listdir(tmp_path) == ["models"] and os.listdir(models) == ["model.pt"]

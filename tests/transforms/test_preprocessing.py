@@ -12,7 +12,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from l2gnet_monai.networks import L2GNet
-from l2gnet_monai.planning.plan import build_plan, save_plan
+from l2gnet_monai.planning.plan import PlanState, build_plan
 from l2gnet_monai.transforms import volume_preprocessing
 from tests.bundle.conftest import REPO
 from tests.synthetic_mri import MRI_LABELS
@@ -41,10 +41,12 @@ def _chain(preprocessing) -> list[tuple[str, dict]]:
 
 
 def _parsers(bundle_root: Path, slice_size: list[int]) -> dict[str, ConfigParser]:
-    """The four workflows' parsers, configured for a 4-class MRI dataset sliced coronally (a saved plan)."""
-    save_plan(
-        build_plan(MRI_LABELS, "MRI", [-100, 300], slice_size, 1, L2GNet(out_channels=4, **SMALL)),
-        bundle_root / "models",
+    """The four workflows' parsers, configured for a 4-class MRI dataset sliced coronally (weights with their plan)."""
+    network = L2GNet(out_channels=4, **SMALL)
+    plan = build_plan(MRI_LABELS, "MRI", [-100, 300], slice_size, 1, network)
+    (bundle_root / "models").mkdir(parents=True)
+    torch.save(
+        {"model": network.state_dict(), "plan": PlanState(plan).state_dict()}, bundle_root / "models" / "model.pt"
     )
     settings = {"modality": "MRI", "ct_window": [-100, 300], "slice_size": slice_size, "slice_axis": 1}
     parsers = {}
