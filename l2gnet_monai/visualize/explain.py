@@ -37,7 +37,8 @@ from l2gnet_monai.networks.explain import codes_to_pixels
 from l2gnet_monai.planning.trained_bundle import load_bundle
 from l2gnet_monai.visualize.colors import class_palette
 from l2gnet_monai.visualize.figures import save_figure
-from l2gnet_monai.visualize.overlays import display_image, label_overlay, require_matplotlib, screen_slice
+from l2gnet_monai.visualize.overlays import display_image, label_overlay, require_matplotlib
+from l2gnet_monai.visualize.views import SliceView, slice_view
 
 __all__ = ["explain_volume", "code_map_figure", "bins_figure", "sources_figure", "code_usage_figure"]
 
@@ -57,14 +58,13 @@ def _categorical(index: np.ndarray, alpha: float, grey: np.ndarray) -> np.ndarra
     return np.where(mask, (1 - alpha) * rgb + alpha * table, rgb)
 
 
-def _screen_point(x: float, y: float, shape: tuple[int, int], axcodes: Sequence[str]) -> tuple[float, float]:
-    """Array coordinates ``(x, y)`` of an ``(H, W)`` slice -> ``(column, row)`` of :func:`screen_slice`'s layout."""
-    column, row = x, y
-    if str(axcodes[0]).upper() == "R":
-        column = shape[0] - 1 - x
-    if str(axcodes[1]).upper() == "A":
-        row = shape[1] - 1 - y
-    return column, row
+def _show(ax: Any, screen: np.ndarray, view: SliceView, **kwargs: Any) -> Any:
+    """``imshow`` of a screen image at the view's aspect ratio, with its orientation letters and no ticks."""
+    shown = ax.imshow(screen, interpolation="nearest", aspect=view.aspect, **kwargs)
+    view.label_axes(ax)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return shown
 
 
 def _bin_centres(num_bins: int, bin_grid: Sequence[int], grid: Sequence[int], stride: int) -> np.ndarray:
@@ -82,10 +82,11 @@ def code_map_figure(
     codes: np.ndarray,
     palette: Mapping[int, Any],
     class_names: Mapping[int, str],
-    axcodes: Sequence[str],
+    view: SliceView,
     stride: int = 16,
 ) -> Any:
-    """Image, prediction, and the code of each bottleneck position over the image (``(H, W)`` arrays)."""
+    """Image, prediction, and the code of each bottleneck position over the image (``(H, W)`` arrays in the slice's
+    volume order; ``view`` lays them out, see :meth:`SliceView.screen`)."""
     plt = require_matplotlib()
     from matplotlib.patches import Patch
 
@@ -101,15 +102,15 @@ def code_map_figure(
     ]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.9))
     for ax, (panel, title) in zip(axes, panels):
-        ax.imshow(screen_slice(panel, axcodes), interpolation="nearest")
+        _show(ax, view.screen(panel), view)
         ax.set_title(title, fontsize=10)
-        ax.set_axis_off()
     colours = plt.get_cmap(_CATEGORICAL).colors
     shown = order[:10]
     handles = [Patch(facecolor=colours[rank[int(c)] % len(colours)], label=f"code {int(c)}") for c in shown]
     fig.legend(handles=handles, loc="lower right", ncol=5, fontsize=7, frameon=False, title="most used codes")
     classes = [Patch(facecolor=palette[k], label=class_names.get(k, str(k))) for k in palette]
     fig.legend(handles=classes, loc="lower left", ncol=3, fontsize=7, frameon=False)
+    fig.suptitle(view.caption(), fontsize=9)
     fig.tight_layout(rect=(0, 0.14, 1, 0.96))
     return fig
 
@@ -118,7 +119,7 @@ def bins_figure(
     grey: np.ndarray,
     bins: np.ndarray,
     bin_grid: Sequence[int],
-    axcodes: Sequence[str],
+    view: SliceView,
     stride: int = 16,
 ) -> Any:
     """For each reference, the image partitioned by the bin each position sends most of its mass to.
@@ -127,7 +128,7 @@ def bins_figure(
         grey: display image ``(H, W)``.
         bins: ``(q, h, w)`` bin index per bottleneck position.
         bin_grid: the grid of the bins (the reference grid in pooled mode, ``(h, w)`` in full mode).
-        axcodes: orientation codes for the radiological layout.
+        view: the slice's radiological layout and aspect.
         stride: the bottleneck's output stride.
     """
     plt = require_matplotlib()
@@ -143,14 +144,15 @@ def bins_figure(
     for r in range(q):
         ax = axes.flat[r]
         pixel_bins = codes_to_pixels(torch.as_tensor(bins[r])[None], grey.shape, stride)[0].numpy()
-        ax.imshow(screen_slice(_categorical(pixel_bins, 0.5, grey), axcodes), interpolation="nearest")
+        _show(ax, view.screen(_categorical(pixel_bins, 0.5, grey)), view)
         for j in np.unique(bins[r]) if num_bins <= 64 else []:
-            column, row = _screen_point(*centres[j], grey.shape, axcodes)
+            column, row = view.screen_point(*centres[j], grey.shape)
             ax.plot(column, row, "+", color="white", markersize=6, markeredgewidth=1.2)
             ax.annotate(
                 str(int(j)), (column, row), color="white", fontsize=6, xytext=(2, 2), textcoords="offset points"
             )
         ax.set_title(f"reference {r}: {len(np.unique(bins[r]))} of {num_bins} bins used", fontsize=9)
+    fig.suptitle(view.caption(), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
@@ -160,7 +162,7 @@ def sources_figure(
     plans: np.ndarray,
     chosen: Sequence[Sequence[int]],
     bin_grid: Sequence[int],
-    axcodes: Sequence[str],
+    view: SliceView,
     stride: int = 16,
 ) -> Any:
     """Where chosen bins draw their mass from: ``P[:, j]`` of each reference as a heat map over the image.
@@ -170,7 +172,7 @@ def sources_figure(
         plans: ``(q, n, t)`` transport plans of the slice.
         chosen: per reference, the bins to show.
         bin_grid: the grid of the bins.
-        axcodes: orientation codes for the radiological layout.
+        view: the slice's radiological layout and aspect.
         stride: the bottleneck's output stride.
     """
     plt = require_matplotlib()
@@ -194,16 +196,17 @@ def sources_figure(
     image = None
     for (r, j), log_ratio in maps.items():
         ax = axes[r, chosen[r].index(j)]
-        ax.imshow(screen_slice(grey, axcodes), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        _show(ax, view.screen(grey), view, cmap="gray", vmin=0, vmax=1)
         image = ax.imshow(
-            screen_slice(log_ratio, axcodes),
+            view.screen(log_ratio),
             cmap="RdBu_r",
             alpha=0.65,
             vmin=-limit,
             vmax=limit,
             interpolation="bilinear",
+            aspect=view.aspect,
         )
-        column, row = _screen_point(*centres[j], grey.shape, axcodes)
+        column, row = view.screen_point(*centres[j], grey.shape)
         ax.plot(column, row, "+", color="black", markersize=8, markeredgewidth=1.5)
         ax.set_title(f"ref {r}, bin {j}", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.9, 1))
@@ -274,7 +277,8 @@ def explain_volume(
         raise FileNotFoundError(f"image {image} does not exist")
     data = loaded["preprocessing"]({"image": str(image)})
     # (C, *RAS) after the bundle's Orientationd; the axis the model slices across (the plan's) goes last
-    axes = [a for a in range(3) if a != loaded["slice_axis"]] + [loaded["slice_axis"]]
+    view = slice_view(getattr(data["image"], "affine", None), loaded["slice_axis"])
+    axes = [a for a in range(3) if a != view.voxel_axis] + [view.voxel_axis]
     volume = torch.as_tensor(data["image"]).float().permute(0, *(a + 1 for a in axes))
     depth = volume.shape[-1]
     if slice_index is None:
@@ -284,10 +288,9 @@ def explain_volume(
     slice_index = int(slice_index)
     x = volume[None, ..., slice_index]  # (1, C, H, W)
     out = network.explain(x)
-    axcodes = tuple("RAS"[a] for a in axes)
-    grey = display_image(x[0, 0].numpy(), "CT", (0.0, 1.0)) if loaded["modality"] == "CT" else None
-    if grey is None:
-        grey = display_image(x[0, 0].numpy(), "MRI", None)
+    # one window for the whole volume, so that a dark edge slice is not stretched to full contrast
+    window = (0.0, 1.0) if loaded["modality"] == "CT" else None
+    grey = display_image(volume[0].numpy(), loaded["modality"], window)[..., slice_index]
     pred = out["logits"][0].argmax(0).numpy()
     palette = class_palette(loaded["class_names"])
     mapper = network.mapper
@@ -304,12 +307,12 @@ def explain_volume(
     name = Path(str(image)).name
     paths = {
         "code_map": save_figure(
-            code_map_figure(grey, pred, out["codes"][0].numpy(), palette, loaded["class_names"], axcodes, stride),
+            code_map_figure(grey, pred, out["codes"][0].numpy(), palette, loaded["class_names"], view, stride),
             os.path.join(output_dir, "code_map.png"),
         ),
-        "bins": save_figure(bins_figure(grey, bins, bin_grid, axcodes, stride), os.path.join(output_dir, "bins.png")),
+        "bins": save_figure(bins_figure(grey, bins, bin_grid, view, stride), os.path.join(output_dir, "bins.png")),
         "sources": save_figure(
-            sources_figure(grey, plans, chosen, bin_grid, axcodes, stride), os.path.join(output_dir, "sources.png")
+            sources_figure(grey, plans, chosen, bin_grid, view, stride), os.path.join(output_dir, "sources.png")
         ),
         "code_usage": save_figure(
             code_usage_figure(out["code_counts"][0].numpy(), f"{name}, slice {slice_index}: "),
