@@ -11,6 +11,7 @@
 * :mod:`~l2gnet_monai.visualize.figures`: figures of slices and mosaics, saved as PNG;
 * :mod:`~l2gnet_monai.visualize.image_grid`: an engine's image back in its label's voxel grid;
 * :mod:`~l2gnet_monai.visualize.handlers`: inference previews and TensorBoard overlays as engine handlers;
+* :mod:`~l2gnet_monai.visualize.codebook`: how many codes a slice uses, per class, and a collapsed codebook in words;
 * :mod:`~l2gnet_monai.visualize.explain`: ``l2gnet-monai explain``, the codes and transport plans of one slice.
 
 May import :mod:`l2gnet_monai.networks` (the bottleneck's codes), :mod:`l2gnet_monai.planning` (a trained bundle),
@@ -46,6 +47,9 @@ _LAZY = {
     "SliceView": "l2gnet_monai.visualize.views",
     "slice_view": "l2gnet_monai.visualize.views",
     "orientation_letters": "l2gnet_monai.visualize.views",
+    "COLLAPSE_SHARE": "l2gnet_monai.visualize.codebook",
+    "perplexity": "l2gnet_monai.visualize.codebook",
+    "codebook_summary": "l2gnet_monai.visualize.codebook",
     "slice_figure": "l2gnet_monai.visualize.figures",
     "mosaic_figure": "l2gnet_monai.visualize.figures",
     "save_figure": "l2gnet_monai.visualize.figures",
