@@ -77,9 +77,9 @@ class ScoreCommands:
                 dataset.json whose "labels" to use.
             name: the row label: what was scored (default "ours"); recorded in summary.json as "method".
             report: also write report.html (and its pictures in report_files/) to OUTPUT_DIR: the tables, box plots
-                of Dice and HD95 per class, and per case the slices with most foreground and with the worst class,
-                as image, ground truth, prediction and error map (the image read from the dataset.json's "image"
-                entries; without one the overlays are drawn on black). --noreport skips it.
+                of Dice and HD95 per class, and per case the axial slices with most foreground and with the largest
+                error area, as image, ground truth, prediction and error map (the image read from the dataset.json's
+                "image" entries; without one the overlays are drawn on black). --noreport skips it.
         """
         from l2gnet_monai.evaluation.folders import evaluate_folders
         from l2gnet_monai.evaluation.tables import format_report
