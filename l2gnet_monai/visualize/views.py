@@ -160,8 +160,12 @@ class SliceView:
 
     def label_axes(self, ax: Any, fontsize: int = 7) -> None:
         """Write the orientation letters at the top and left edges of a matplotlib axes showing this view."""
+        from matplotlib import patheffects
+
         edges = orientation_letters(self)
+        outline = [patheffects.withStroke(linewidth=2, foreground="black")]  # readable on white tissue too
         style = {"transform": ax.transAxes, "color": "white", "fontsize": fontsize, "fontweight": "bold"}
+        style["path_effects"] = outline
         ax.text(0.5, 0.99, edges["top"], ha="center", va="top", **style)
         ax.text(0.5, 0.01, edges["bottom"], ha="center", va="bottom", **style)
         ax.text(0.01, 0.5, edges["left"], ha="left", va="center", **style)
