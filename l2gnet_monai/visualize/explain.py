@@ -93,6 +93,7 @@ def code_map_figure(
     view: SliceView,
     stride: int = 16,
     bins: np.ndarray | None = None,
+    index: int | None = None,
 ) -> Any:
     """Image, prediction, the code of each bottleneck position and (with ``bins``) the transport plan's partition,
     side by side at the image's resolution.
@@ -106,6 +107,7 @@ def code_map_figure(
         view: the slice's radiological layout and aspect.
         stride: the bottleneck's output stride.
         bins: ``(h, w)`` bin of each position under the first reference's plan, or ``None``.
+        index: the slice's index, for the caption.
     """
     plt = require_matplotlib()
     from matplotlib.patches import Patch
@@ -133,7 +135,7 @@ def code_map_figure(
     fig.legend(handles=handles, loc="lower right", ncol=5, fontsize=7, frameon=False, title="most used codes")
     classes = [Patch(facecolor=palette[k], label=class_names.get(k, str(k))) for k in palette]
     fig.legend(handles=classes, loc="lower left", ncol=3, fontsize=7, frameon=False)
-    fig.suptitle(view.caption(), fontsize=9)
+    fig.suptitle(view.caption(index), fontsize=9)
     fig.tight_layout(rect=(0, 0.14, 1, 0.96))
     return fig
 
@@ -145,6 +147,7 @@ def bins_figure(
     view: SliceView,
     stride: int = 16,
     content_bins: np.ndarray | None = None,
+    index: int | None = None,
 ) -> Any:
     """For each reference, the image partitioned by the bin each position sends most of its mass to, beside (with
     ``content_bins``) the partition of the plan without the positional prior term: what the content alone asks.
@@ -154,6 +157,7 @@ def bins_figure(
         bins: ``(q, h, w)`` bin index per bottleneck position under the model's plan.
         content_bins: ``(q, h, w)`` the same under the plan of the content term alone (cost ``-content``), or
             ``None``.
+        index: the slice's index, for the caption.
         bin_grid: the grid of the bins (the reference grid in pooled mode, ``(h, w)`` in full mode).
         view: the slice's radiological layout and aspect.
         stride: the bottleneck's output stride.
@@ -184,7 +188,7 @@ def bins_figure(
             if k == 1:
                 title += f", {100 * float((partition[r] != bins[r]).mean()):.0f} % moved"
             ax.set_title(title, fontsize=8)
-    fig.suptitle(view.caption(), fontsize=9)
+    fig.suptitle(view.caption(index), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
@@ -197,6 +201,7 @@ def sources_figure(
     view: SliceView,
     stride: int = 16,
     prior_plans: np.ndarray | None = None,
+    index: int | None = None,
 ) -> Any:
     """Where chosen bins draw their mass from: ``P[:, j]`` of each reference as a heat map over the image, relative
     to the plan the positional prior alone gives (so that the map shows what the image's content changes).
@@ -206,6 +211,7 @@ def sources_figure(
         plans: ``(q, n, t)`` transport plans of the slice.
         prior_plans: ``(q, n, t)`` plans of the prior alone (every position alike); ``None``: relative to the
             uniform plan ``1 / (n t)``.
+        index: the slice's index, for the caption.
         chosen: per reference, the bins to show.
         bin_grid: the grid of the bins.
         view: the slice's radiological layout and aspect.
@@ -251,7 +257,7 @@ def sources_figure(
         bar = fig.colorbar(image, ax=axes, fraction=0.025, pad=0.02)
         reference = "uniform share" if prior_plans is None else "mass under the prior alone"
         bar.set_label(f"log2 of mass / {reference}", fontsize=8)
-    fig.suptitle(view.caption(), fontsize=9)
+    fig.suptitle(view.caption(index), fontsize=9)
     return fig
 
 
@@ -274,13 +280,14 @@ def code_usage_figure(code_counts: np.ndarray, title: str = "", verdict: str = "
 
 
 def _pick_slice(network: torch.nn.Module, volume: torch.Tensor, batch: int = 8) -> int:
-    """The slice (along the last axis) with the most predicted foreground."""
+    """The slice (along the last axis) with the most predicted foreground; the middle one if none has any."""
     foreground = []
     with torch.no_grad():
         for start in range(0, volume.shape[-1], batch):
             chunk = volume[..., start : start + batch].permute(3, 0, 1, 2)  # (b, C, H, W)
             foreground.append((network(chunk).argmax(1) != 0).flatten(1).sum(1))
-    return int(torch.cat(foreground).argmax())
+    counts = torch.cat(foreground)
+    return int(counts.argmax()) if bool(counts.any()) else volume.shape[-1] // 2
 
 
 def explain_volume(
@@ -361,14 +368,15 @@ def explain_volume(
     verdict = summary["text"].splitlines()[-1]
     paths = {
         "code_map": save_figure(
-            code_map_figure(grey, pred, codes, palette, loaded["class_names"], view, stride, bins[0]),
+            code_map_figure(grey, pred, codes, palette, loaded["class_names"], view, stride, bins[0], slice_index),
             os.path.join(output_dir, "code_map.png"),
         ),
         "bins": save_figure(
-            bins_figure(grey, bins, bin_grid, view, stride, content_bins), os.path.join(output_dir, "bins.png")
+            bins_figure(grey, bins, bin_grid, view, stride, content_bins, slice_index),
+            os.path.join(output_dir, "bins.png"),
         ),
         "sources": save_figure(
-            sources_figure(grey, plans, chosen, bin_grid, view, stride, prior_alone),
+            sources_figure(grey, plans, chosen, bin_grid, view, stride, prior_alone, slice_index),
             os.path.join(output_dir, "sources.png"),
         ),
         "code_usage": save_figure(
