@@ -106,7 +106,10 @@ def codebook_summary(
         lines.append("WARNING: the codebook looks collapsed: " + "; ".join(reasons) + ". The codes tell little about "
                      "the anatomy; see docs/interpretability.md.")  # fmt: skip
     else:
-        lines.append("The codebook is not collapsed on this slice: each class has a dominant code of its own.")
+        lines.append(
+            "The codebook is not collapsed on this slice"
+            + (": each class has a dominant code of its own." if len(per_class) > 1 else ".")
+        )
     return {
         "used": used,
         "codebook_size": int(codebook_size),
