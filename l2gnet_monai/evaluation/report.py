@@ -77,7 +77,7 @@ class ReportBuilder:
         window: CT display window; ``(0, 1)`` for images already normalised by the bundle's preprocessing,
             ``(-125, 275)`` for Hounsfield units.
         slice_axis: the RAS axis the pictures slice across (the plan's ``slice_axis``): 0 sagittal, 1 coronal,
-            2 axial.
+            2 axial; ``None``: each volume's lowest-resolution axis (for predictions without a plan).
     """
 
     def __init__(
@@ -85,7 +85,7 @@ class ReportBuilder:
         class_names: Mapping[int | str, str] | None = None,
         modality: str = "CT",
         window: Sequence[float] | None = (0.0, 1.0),
-        slice_axis: int = 2,
+        slice_axis: int | None = 2,
     ) -> None:
         self.class_names: dict[int, str] = {}
         self.palette: dict[int, tuple[float, float, float]] = {}

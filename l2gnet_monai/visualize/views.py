@@ -51,12 +51,16 @@ _WORDS = {
 }
 
 
+def _as_array(x: Any) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+
+
 def _orientation(affine: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(ras_axis, sign)`` of each voxel axis and the voxel sizes (mm) of a ``(4, 4)`` (or ``(3, 3)``) affine."""
     import nibabel as nib
 
     matrix = np.eye(4)
-    given = np.asarray(affine.detach().cpu() if hasattr(affine, "detach") else affine, dtype=np.float64)
+    given = _as_array(affine)
     if given.shape not in ((4, 4), (3, 3)):
         raise ValueError(f"slice_view: the affine must be (4, 4) or (3, 3), got shape {given.shape}.")
     matrix[:3, :3] = given[:3, :3]
@@ -172,13 +176,15 @@ class SliceView:
         ax.text(0.99, 0.5, edges["right"], ha="right", va="center", **style)
 
 
-def slice_view(affine: Any, slice_axis: int = 2) -> SliceView:
+def slice_view(affine: Any, slice_axis: int | None = 2) -> SliceView:
     """The radiological view of a volume's slices across one RAS axis.
 
     Args:
         affine: the volume's voxel-to-world (RAS, mm) affine, ``(4, 4)``; a ``MetaTensor``'s ``.affine`` or a
             NIfTI header's. ``None`` is an identity affine (a RAS volume with 1 mm voxels).
-        slice_axis: the RAS axis sliced across (the plan's ``slice_axis``): 0 sagittal, 1 coronal, 2 axial.
+        slice_axis: the RAS axis sliced across (the plan's ``slice_axis``): 0 sagittal, 1 coronal, 2 axial;
+            ``None``: the volume's own lowest-resolution axis, as a plan would choose it
+            (:func:`~l2gnet_monai.planning.geometry.lowest_resolution_axis`), for volumes without a plan.
 
     Returns:
         The :class:`SliceView`.
@@ -186,9 +192,15 @@ def slice_view(affine: Any, slice_axis: int = 2) -> SliceView:
     Raises:
         ValueError: ``slice_axis`` is not 0, 1 or 2, or the affine is not a 3-D voxel-to-world matrix.
     """
+    orientation, sizes = _orientation(np.eye(4) if affine is None else affine)
+    if slice_axis is None:
+        from l2gnet_monai.planning.geometry import lowest_resolution_axis
+
+        spacing = np.empty(3)
+        spacing[orientation[:, 0].astype(int)] = sizes  # in RAS order
+        slice_axis = lowest_resolution_axis(spacing)
     if slice_axis not in PLANES:
         raise ValueError(f"slice_view: slice_axis must be a RAS axis, 0, 1 or 2; got {slice_axis!r}.")
-    orientation, sizes = _orientation(np.eye(4) if affine is None else affine)
     ras = [int(r) for r in orientation[:, 0]]
     plane, down, across = PLANES[int(slice_axis)]
     voxel_axis = ras.index(int(slice_axis))

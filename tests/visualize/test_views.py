@@ -72,6 +72,14 @@ def test_square_pixels_stretch_the_coarser_axis_to_the_physical_proportions(acqu
     assert_top_left(square)
 
 
+@pytest.mark.parametrize(
+    ("acquisition", "plane"), [("axial", "axial"), ("sagittal", "sagittal"), ("coronal", "coronal")]
+)
+def test_without_a_plan_the_view_slices_across_the_lowest_resolution_axis(acquisition: str, plane: str) -> None:
+    _, _, affine = marker_volume(acquisition)  # the 6 mm axis is the acquisition's through-plane axis
+    assert slice_view(affine, None).plane == plane
+
+
 def test_bad_slicing_axis_and_affine_are_refused_with_what_was_expected() -> None:
     with pytest.raises(ValueError, match="slice_axis must be a RAS axis, 0, 1 or 2"):
         slice_view(np.eye(4), 3)
