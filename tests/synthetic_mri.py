@@ -94,3 +94,35 @@ def write_mri_dataset(
     }
     (root / "dataset.json").write_text(json.dumps(datalist, indent=2))
     return root
+
+
+#: Voxel spacing (mm) of the marker volumes: anisotropic in plane and across, so that a wrong aspect shows.
+MARKER_SPACING = (2.0, 3.0, 6.0)
+#: World position (RAS mm) of the marker: to the patient's right, anterior and superior of the centre.
+MARKER_RAS = (14.0, 16.0, 20.0)
+
+
+def marker_volume(
+    acquisition: str, shape: tuple[int, int, int] = (30, 24, 14), spacing: tuple[float, float, float] = MARKER_SPACING
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dim volume with one bright cube (label 1) at :data:`MARKER_RAS`, stored as ``acquisition`` (axial LPS,
+    sagittal PIR or coronal LSA voxel axes) with ``spacing`` along its voxel axes: ``(image, label, affine)``.
+
+    On a radiological picture of any plane through it, the marker is drawn in the top-left quadrant (right or
+    anterior on the left, anterior or superior up).
+    """
+    directions, _ = ACQUISITIONS[acquisition]
+    affine = np.eye(4)
+    affine[:3, :3] = directions * np.asarray(spacing, float)
+    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
+    world = grid @ affine[:3, :3].T + affine[:3, 3]
+    inside = np.all(np.abs(world - np.asarray(MARKER_RAS)) <= 6.5, axis=-1)
+    label = inside.astype(np.uint8)
+    image = np.where(inside, 1.0, 0.1).astype(np.float32)
+    return image, label, affine
+
+
+def marker_voxel(affine: np.ndarray) -> np.ndarray:
+    """The voxel index (rounded) of :data:`MARKER_RAS` in a volume with ``affine``."""
+    return np.rint(np.linalg.solve(affine, np.array([*MARKER_RAS, 1.0]))[:3]).astype(int)

@@ -5,8 +5,8 @@
 #     http://www.apache.org/licenses/LICENSE-2.0
 """``explain``, ``package-bundle`` and ``install-bundle``: a trained bundle's pictures and its distribution."""
 
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: python-fire prints the annotations of these methods in their help, and
+# prints a string annotation as "Optional['Optional[int]']"
 import shlex
 import sys
 from pathlib import Path
@@ -25,19 +25,25 @@ class BundleCommands:
         bundle_dir: str,
         image: str,
         output_dir: str = "explain",
-        slice: Optional[int] = None,
+        slice: int = None,  # type: ignore[assignment]  # fire prints Optional[int] (Optional[int] reads Optional[Optional])
         overrides: Any = None,
         bins: int = 4,
     ) -> None:
-        """Draw what a trained bundle's L2GNet bottleneck does with one slice of a volume: four PNGs.
+        """Draw what a trained bundle's L2GNet bottleneck does with one slice of a volume: four PNGs and a summary.
 
         The volume goes through the bundle's preprocessing (configs/inference.json, e.g. RAS orientation, intensity
-        normalisation, resizing); the slice is the one with most predicted foreground unless --slice is given.
+        normalisation, resizing) and is cut across the axis the model was trained to slice (the plan's: sagittal,
+        coronal or axial); the slice is the one with most predicted foreground unless --slice is given. Every
+        picture shows the slice as radiologists read it, at its true proportions, and names its plane.
         Written to OUTPUT_DIR:
-          code_map.png    image, prediction, and the code of each bottleneck position over the image
-          bins.png        per reference, the image partitioned by the bin each position sends most mass to
-          sources.png     per reference, the largest bins and where they draw their mass from (plan column)
+          code_map.png    image, prediction, the code of each bottleneck position and the transport-plan partition,
+                          all at the image's resolution
+          bins.png        per reference, the partition of the plan beside that of the plan without the positional
+                          prior term (the image's content alone)
+          sources.png     per reference, the largest bins: where the plan draws their mass from, relative to
+                          the prior alone (what the image's content changes)
           code_usage.png  how many positions use each code, with the perplexity
+          summary.txt     codes in use, perplexity, codes per class and a warning when the codebook has collapsed
         docs/interpretability.md explains how to read them.
 
         Examples:
@@ -48,8 +54,8 @@ class BundleCommands:
             bundle_dir: the trained bundle (configs/inference.json, models/model.pt).
             image: the volume to explain.
             output_dir: where to write the PNGs (created if needed).
-            slice: the slice of the preprocessed volume, across the axis the model was trained to slice (axial for
-                the paper's data; default: most predicted foreground).
+            slice: the index of the slice in the preprocessed volume, across the axis the model was trained to slice
+                (axial for the paper's data). Without it, the slice with most predicted foreground.
             overrides: config override files merged over configs/inference.json, comma-separated; not needed for a
                 bundle trained with this version (its models/plan.json holds the classes and network settings).
             bins: bins per reference in sources.png.
@@ -69,6 +75,7 @@ class BundleCommands:
             )
         except ValueError as err:  # a checkpoint that does not fit, a slice outside the volume
             raise DatasetError(one_line(err)) from err
+        print(paths.pop("summary_text"))
         print(f"slice {paths.pop('slice')}:")
         for path in paths.values():
             print(f"  {path}")

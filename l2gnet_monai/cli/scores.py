@@ -77,9 +77,10 @@ class ScoreCommands:
                 dataset.json whose "labels" to use.
             name: the row label: what was scored (default "ours"); recorded in summary.json as "method".
             report: also write report.html (and its pictures in report_files/) to OUTPUT_DIR: the tables, box plots
-                of Dice and HD95 per class, and per case the slices with most foreground and with the worst class,
-                as image, ground truth, prediction and error map (the image read from the dataset.json's "image"
-                entries; without one the overlays are drawn on black). --noreport skips it.
+                of Dice and HD95 per class, and per case the slices (across the volume's lowest-resolution axis, as
+                radiologists read them) with most foreground and with the largest error area, as image, ground
+                truth, prediction and error map (the image read from the dataset.json's "image" entries; without one
+                the overlays are drawn on black). --noreport skips it.
         """
         from l2gnet_monai.evaluation.folders import evaluate_folders
         from l2gnet_monai.evaluation.tables import format_report
@@ -112,7 +113,8 @@ class ScoreCommands:
 
             require_matplotlib()  # before any work: a missing dependency is a one-line error
             modality = dataset_modality(labels_path) if labels_path.is_file() else ("MRI" if key == "acdc" else "CT")
-            builder = ReportBuilder(class_names, modality=modality, window=(-125.0, 275.0))
+            # no plan: each volume is pictured across its own lowest-resolution axis, as a plan would slice it
+            builder = ReportBuilder(class_names, modality=modality, window=(-125.0, 275.0), slice_axis=None)
             datalist = str(labels_path) if labels_path.is_file() else None
             on_case = builder.folder_collector(datalist, datalist_key=str(split))
         try:

@@ -23,7 +23,7 @@ from l2gnet_monai.evaluation.tables import format_report, network_label, resolve
 from l2gnet_monai.networks.explain import CodeUsageRecorder
 from l2gnet_monai.networks.utils import unwrap_network
 from l2gnet_monai.visualize.image_grid import image_in_label_grid
-from l2gnet_monai.visualize.overlays import axcodes_of, require_matplotlib
+from l2gnet_monai.visualize.overlays import require_matplotlib
 
 __all__ = ["PaperMetricsHandler"]
 
@@ -63,6 +63,7 @@ class PaperMetricsHandler:
             label's shape, resized in-plane when only the in-plane size differs, left out otherwise.
         modality: ``"CT"`` or ``"MRI"``: the report's display windowing.
         display_window: CT display window of the (inverted) image; ``(0, 1)`` for the bundle's normalised images.
+        slice_axis: the RAS axis the report's pictures slice across, the plan's (0 sagittal, 1 coronal, 2 axial).
 
     Raises:
         ValueError: ``dataset`` is unknown or names a table whose classes ``class_names`` lacks.
@@ -80,6 +81,7 @@ class PaperMetricsHandler:
         image_transform: Callable | None = None,
         modality: str = "CT",
         display_window: Sequence[float] | None = (0.0, 1.0),
+        slice_axis: int = 2,
     ) -> None:
         self.class_names = {int(k): v for k, v in class_names.items() if int(k) != 0}
         self.output_dir = output_dir
@@ -90,7 +92,7 @@ class PaperMetricsHandler:
         self.results = self._new_results()
         if report:
             require_matplotlib()  # at configuration time rather than after the whole evaluation
-        self.report = ReportBuilder(self.class_names, modality, display_window) if report else None
+        self.report = ReportBuilder(self.class_names, modality, display_window, slice_axis) if report else None
         self.image_transform = image_transform
         self._codes: CodeUsageRecorder | None = None
 
@@ -143,7 +145,7 @@ class PaperMetricsHandler:
             )
             if self.report is not None:
                 image = image_in_label_grid(output, label_map.shape, self.image_transform)
-                self.report.add_case(case, pred_map, label_map, image, axcodes_of(getattr(label, "affine", None)))
+                self.report.add_case(case, pred_map, label_map, image, getattr(label, "affine", None))
 
     def _report(self, engine: Engine) -> None:
         if not self.results.per_case:

@@ -7,9 +7,10 @@
 
 The page holds the scores table (the paper's Table 1 / Table 2 with our row for the paper's classes, a per-class
 table otherwise), a per-case table of Dice, box plots of Dice and HD95 per class over the cases, and for every
-case a figure of its chosen axial slices (:func:`~l2gnet_monai.visualize.select_slices`: the slice with most
-foreground and the slice with the worst per-class Dice): image, ground truth, prediction and error map, with the
-legend of the class colours. When the network's codes were recorded
+case a figure of its chosen slices across the plan's slicing axis (:func:`~l2gnet_monai.visualize.select_slices`:
+the slice with most foreground and the slice with the largest error area among those whose structures are not
+tiny): image, ground truth, prediction and error map, in the radiological view of the plane at true proportions
+(:mod:`~l2gnet_monai.visualize.views`), with the legend of the class colours. When the network's codes were recorded
 (:class:`~l2gnet_monai.networks.explain.CodeUsageRecorder`), it adds per class the histogram of the codes its
 pixels use.
 
@@ -35,7 +36,14 @@ from l2gnet_monai.evaluation.results import EvaluationResults
 from l2gnet_monai.evaluation.tables import PAPER_RESULTS, TABLE_COLUMNS, format_table_row, resolve_paper_table
 from l2gnet_monai.visualize.colors import class_palette
 from l2gnet_monai.visualize.figures import save_figure, slice_figure
-from l2gnet_monai.visualize.overlays import axcodes_of, display_image, require_matplotlib, screen_slice, select_slices
+from l2gnet_monai.visualize.overlays import (
+    MIN_STRUCTURE_FRACTION,
+    MIN_STRUCTURE_MM2,
+    display_image,
+    require_matplotlib,
+    select_slices,
+)
+from l2gnet_monai.visualize.views import slice_view
 
 __all__ = ["ReportBuilder", "REPORT_NAME", "REPORT_FILES"]
 
@@ -44,6 +52,9 @@ logger = logging.getLogger(__name__)
 #: File name of the report and of the folder of its pictures.
 REPORT_NAME = "report.html"
 REPORT_FILES = "report_files"
+
+#: Up to this many cases, the box plots draw every case as a dot.
+_FEW_CASES = 20
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
@@ -65,7 +76,8 @@ class ReportBuilder:
             :func:`~l2gnet_monai.visualize.display_image`).
         window: CT display window; ``(0, 1)`` for images already normalised by the bundle's preprocessing,
             ``(-125, 275)`` for Hounsfield units.
-        slice_axis: the axial axis of the volumes.
+        slice_axis: the RAS axis the pictures slice across (the plan's ``slice_axis``): 0 sagittal, 1 coronal,
+            2 axial; ``None``: each volume's lowest-resolution axis (for predictions without a plan).
     """
 
     def __init__(
@@ -73,7 +85,7 @@ class ReportBuilder:
         class_names: Mapping[int | str, str] | None = None,
         modality: str = "CT",
         window: Sequence[float] | None = (0.0, 1.0),
-        slice_axis: int = -1,
+        slice_axis: int | None = 2,
     ) -> None:
         self.class_names: dict[int, str] = {}
         self.palette: dict[int, tuple[float, float, float]] = {}
@@ -101,39 +113,38 @@ class ReportBuilder:
         pred: np.ndarray,
         label: np.ndarray,
         image: np.ndarray | None = None,
-        axcodes: Sequence[str] = ("L", "P", "S"),
+        affine: np.ndarray | None = None,
     ) -> None:
         """Choose and keep the slices of one case worth showing.
 
         Args:
             case: the case name.
-            pred: predicted label map ``(H, W, D)``.
+            pred: predicted label map ``(X, Y, Z)``.
             label: ground-truth label map of the same shape.
             image: the image in the same voxel grid, or ``None`` (the overlays are then drawn on black).
-            axcodes: orientation codes of the volumes (:func:`~l2gnet_monai.visualize.axcodes_of`), so that the
-                slices are shown as radiologists read them.
+            affine: the volumes' voxel-to-world affine, so that the slices are cut across the plan's RAS axis and
+                shown as radiologists read them at true proportions; ``None``: a RAS volume with 1 mm voxels.
         """
         pred, label = np.asarray(pred), np.asarray(label)
         if image is not None and np.shape(image) != label.shape:
             raise ValueError(f"case {case!r}: image shape {np.shape(image)} differs from the label's {label.shape}.")
-        classes = list(self.class_names) or [int(k) for k in np.union1d(np.unique(pred), np.unique(label)) if k != 0]
-        chosen = select_slices(pred, label, classes, axis=self.slice_axis)
+        view = slice_view(affine, self.slice_axis)
+        area = view.spacing[0] * view.spacing[1]
+        chosen = select_slices(pred, label, axis=view.voxel_axis, pixel_area_mm2=area)
+        # one window for the whole volume: a slice's own percentiles would stretch noise on an empty edge slice
+        grey = np.zeros(label.shape, np.float32) if image is None else display_image(image, self.modality, self.window)
         rows: list[dict[str, Any]] = []
         for reason, z in chosen.items():
             if any(row["index"] == z for row in rows):
                 rows[[row["index"] for row in rows].index(z)]["title"] += f" + {reason}"
                 continue
-            lab = np.take(label, z, axis=self.slice_axis)
-            prd = np.take(pred, z, axis=self.slice_axis)
-            if image is None:
-                grey = np.zeros(lab.shape, dtype=np.float32)
-            else:
-                grey = display_image(np.take(image, z, axis=self.slice_axis), self.modality, self.window)
-            title = f"slice {z}: {reason}"
-            if reason == "worst class":
-                title += self._worst_class_note(prd, lab, classes)
-            grey, lab, prd = (screen_slice(a, axcodes) for a in (grey, lab, prd))
-            rows.append({"index": z, "grey": grey, "label": lab, "pred": prd, "title": title})
+            prd, lab = view.take(pred, z), view.take(label, z)
+            title = f"{view.plane} slice {z}: {reason}"
+            if reason == "largest error":
+                title += f" ({int((prd != lab).sum()) * area:.0f} mm²)"
+            rows.append(
+                {"index": z, "grey": view.take(grey, z), "label": lab, "pred": prd, "title": title, "view": view}
+            )
         self.cases[str(case)] = rows
 
     def folder_collector(
@@ -184,19 +195,9 @@ class ReportBuilder:
                         "report: image %s does not match label %s; drawn without it.", image_path, label_path
                     )
                     image = None
-            self.add_case(case, pred, label, image, axcodes_of(affine))
+            self.add_case(case, pred, label, image, affine)
 
         return collect
-
-    def _worst_class_note(self, pred: np.ndarray, label: np.ndarray, classes: Sequence[int]) -> str:
-        worst: tuple[float, str] | None = None
-        for k in classes:
-            name = self.class_names.get(k, f"class {k}")
-            size = int((pred == k).sum() + (label == k).sum())
-            if size:
-                dice = 2.0 * float(((pred == k) & (label == k)).sum()) / size
-                worst = min(worst, (dice, name)) if worst else (dice, name)
-        return f" ({worst[1]}, 2-D Dice {worst[0]:.2f})" if worst else ""
 
     # ----------------------------------------------------------------------------------------------
     # writing
@@ -293,10 +294,14 @@ class ReportBuilder:
         fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
         for ax, metric, label in ((axes[0], "dice", "Dice"), (axes[1], "hd95", f"HD95 ({unit})")):
             data = [[scores[n][metric] for scores in results.per_case.values()] for n in names]
-            boxes = ax.boxplot(data, patch_artist=True, widths=0.6)
+            boxes = ax.boxplot(data, patch_artist=True, widths=0.6, showfliers=len(results.per_case) > _FEW_CASES)
             for patch, colour in zip(boxes["boxes"], colours):
                 patch.set_facecolor(colour)
-                patch.set_alpha(0.7)
+                patch.set_alpha(0.5)
+            if len(results.per_case) <= _FEW_CASES:  # a box of 4 cases is a line: show the cases themselves
+                for position, values in enumerate(data, start=1):
+                    offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+                    ax.plot(position + offsets, values, "o", color="black", markersize=3.5, alpha=0.8, zorder=3)
             ax.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right", fontsize=8)
             ax.set_ylabel(label)
             ax.grid(axis="y", alpha=0.3)
@@ -307,7 +312,8 @@ class ReportBuilder:
             "<h2>Dice and HD95 per class over the cases</h2>\n"
             f"<img src='{REPORT_FILES}/boxplots.png' alt='box plots of Dice and HD95 per class'>\n"
             "<p class='note'>Each box spans the middle half of the cases, the line is the median, whiskers reach "
-            "1.5 times the box, circles are outlying cases.</p>"
+            f"1.5 times the box; with up to {_FEW_CASES} cases every case is a black dot, with more the circles are "
+            "outlying cases.</p>"
         )
 
     def _code_section(self, files: str) -> str:
@@ -339,8 +345,13 @@ class ReportBuilder:
     def _cases_section(self, results: EvaluationResults, files: str) -> str:
         parts = [
             "<h2>Cases</h2>\n<p class='note'>Per case, the slice with most ground-truth foreground and the slice "
-            "with the lowest 2-D Dice of any class: image, ground truth, prediction, and the error map (false "
-            "positives, false negatives and wrong classes in the legend's colours).</p>"
+            "with the largest error area (false positives, false negatives and wrong classes, in mm² at the "
+            f"volume's spacing) among the slices whose foreground covers at least {MIN_STRUCTURE_MM2:.0f} mm² and "
+            f"{100 * MIN_STRUCTURE_FRACTION:.0f} % of the largest slice's: image, ground truth, prediction, and the "
+            "error map on a darkened image (in the legend's colours). Slices are shown as radiologists read them "
+            "(axial: anterior up, the patient's right on the left; coronal: superior up, right on the left; "
+            "sagittal: superior up, anterior on the left), at the true proportions of their pixels; the letters "
+            "at the edges name the directions. One intensity window per volume.</p>"
         ]
         for number, (case, rows) in enumerate(self.cases.items()):
             scores = results.per_case.get(case, {})

@@ -51,6 +51,8 @@ def explain(network: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
           position ``i`` sends to bin ``j``; rows sum to the row marginal ``1 / n`` (up to the convergence of the
           fixed number of Sinkhorn iterations), columns to ``1 / t``;
         * ``"prior"``: ``(n, t)``, the positional prior ``S``; the mapper pools with the weights ``S * P``;
+        * ``"content"``: ``(B, q, n, t)``, the similarity ``<psi(x_i), z_j>`` before the prior weights it (the
+          plan's cost is ``-content * prior``): what the image's content alone asks of the plan;
         * ``"bins"``: ``(B, q, *g)`` long, the bin each position sends most of its mass to (a partition of the
           positions, one per reference).
     """
@@ -81,8 +83,8 @@ def explain(network: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     references = mapper.references_for(grid).to(psi.dtype)  # (q, t, m)
     out_grid = grid if mapper.mode == "full" else mapper.reference_grid
     prior = positional_prior(grid, out_grid, mapper.position_sigma, device=x.device).to(psi.dtype)  # (n, t)
-    similarity = torch.einsum("bnm,qtm->bqnt", psi, references) * prior
-    plans = mapper.transport_plan(-similarity)  # (B, q, n, t)
+    content = torch.einsum("bnm,qtm->bqnt", psi, references)  # (B, q, n, t)
+    plans = mapper.transport_plan(-content * prior)
 
     codes = captured["codes"].long()
     batch = codes.shape[0]
@@ -95,6 +97,7 @@ def explain(network: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         "code_counts": code_counts,
         "plans": plans,
         "prior": prior,
+        "content": content,
         "bins": bins,
     }
 

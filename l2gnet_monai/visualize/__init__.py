@@ -6,10 +6,12 @@
 """Pictures of images, segmentations and the bottleneck, the same colours everywhere.
 
 * :mod:`~l2gnet_monai.visualize.colors`: the colour of every class and error kind;
-* :mod:`~l2gnet_monai.visualize.overlays`: greyscale display, class overlays, error maps, slice choice, orientation;
+* :mod:`~l2gnet_monai.visualize.views`: a slice across the plan's axis in the radiological view, at true proportions;
+* :mod:`~l2gnet_monai.visualize.overlays`: greyscale display, class overlays, error maps, slice choice;
 * :mod:`~l2gnet_monai.visualize.figures`: figures of slices and mosaics, saved as PNG;
 * :mod:`~l2gnet_monai.visualize.image_grid`: an engine's image back in its label's voxel grid;
 * :mod:`~l2gnet_monai.visualize.handlers`: inference previews and TensorBoard overlays as engine handlers;
+* :mod:`~l2gnet_monai.visualize.codebook`: how many codes a slice uses, per class, and a collapsed codebook in words;
 * :mod:`~l2gnet_monai.visualize.explain`: ``l2gnet-monai explain``, the codes and transport plans of one slice.
 
 May import :mod:`l2gnet_monai.networks` (the bottleneck's codes), :mod:`l2gnet_monai.planning` (a trained bundle),
@@ -24,6 +26,7 @@ from typing import Any
 _LAZY = {
     "OVERLAY_ALPHA": "l2gnet_monai.visualize.colors",
     "ERROR_ALPHA": "l2gnet_monai.visualize.colors",
+    "ERROR_UNDERLAY": "l2gnet_monai.visualize.colors",
     "PAPER_COLORS": "l2gnet_monai.visualize.colors",
     "FALLBACK_PALETTE": "l2gnet_monai.visualize.colors",
     "ERROR_COLORS": "l2gnet_monai.visualize.colors",
@@ -38,8 +41,15 @@ _LAZY = {
     "error_labels": "l2gnet_monai.visualize.overlays",
     "error_overlay": "l2gnet_monai.visualize.overlays",
     "select_slices": "l2gnet_monai.visualize.overlays",
-    "screen_slice": "l2gnet_monai.visualize.overlays",
-    "axcodes_of": "l2gnet_monai.visualize.overlays",
+    "MIN_STRUCTURE_MM2": "l2gnet_monai.visualize.overlays",
+    "MIN_STRUCTURE_FRACTION": "l2gnet_monai.visualize.overlays",
+    "PLANES": "l2gnet_monai.visualize.views",
+    "SliceView": "l2gnet_monai.visualize.views",
+    "slice_view": "l2gnet_monai.visualize.views",
+    "orientation_letters": "l2gnet_monai.visualize.views",
+    "COLLAPSE_SHARE": "l2gnet_monai.visualize.codebook",
+    "perplexity": "l2gnet_monai.visualize.codebook",
+    "codebook_summary": "l2gnet_monai.visualize.codebook",
     "slice_figure": "l2gnet_monai.visualize.figures",
     "mosaic_figure": "l2gnet_monai.visualize.figures",
     "save_figure": "l2gnet_monai.visualize.figures",

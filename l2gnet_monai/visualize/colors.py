@@ -22,6 +22,7 @@ from collections.abc import Mapping
 __all__ = [
     "OVERLAY_ALPHA",
     "ERROR_ALPHA",
+    "ERROR_UNDERLAY",
     "PAPER_COLORS",
     "FALLBACK_PALETTE",
     "ERROR_COLORS",
@@ -36,7 +37,11 @@ RGB = tuple[float, float, float]
 OVERLAY_ALPHA = 0.5
 
 #: Opacity of the error colours over the image in error maps.
-ERROR_ALPHA = 0.8
+ERROR_ALPHA = 0.9
+
+#: Error maps darken their grey underlay to this share of its value, so that the error colours (yellow included)
+#: stay visible on bright tissue.
+ERROR_UNDERLAY = 0.45
 
 
 def _rgb(r: int, g: int, b: int) -> RGB:

@@ -8,15 +8,22 @@
 :func:`explain_volume` loads a bundle's network and preprocessing (``configs/inference.json``, which reads the
 training plan beside ``models/model.pt``), preprocesses a volume, picks a slice across the axis the model was
 trained to slice (the one with most predicted foreground unless given) and calls
-:meth:`L2GNet.explain <l2gnet_monai.networks.L2GNet.explain>` on it. It writes four PNGs:
+:meth:`L2GNet.explain <l2gnet_monai.networks.L2GNet.explain>` on it. Every picture shows the slice through
+:func:`~l2gnet_monai.visualize.views.slice_view` (radiological layout of the plan's plane, true proportions, plane
+and orientation named). It writes four PNGs and a text:
 
-* ``code_map.png``: the image, the prediction, and the vector quantizer's code at each bottleneck position
-  (``16 x 16`` pixels) drawn over the image, one colour per code, the most used codes named in the legend;
+* ``code_map.png``: the image, the prediction, the vector quantizer's code at each bottleneck position
+  (``16 x 16`` pixels) and the first reference's transport-plan partition, at the image's resolution, one colour
+  per code or bin, the most used codes named in the legend;
 * ``bins.png``: for each reference of the L2GMapper, the image partitioned by the bin each position sends most of
-  its transport mass to, bin centres (from the positional prior) marked;
+  its transport mass to, beside the partition of the plan *without* the positional prior term (the content
+  alone), with the share of positions that move; bin centres (from the positional prior) marked;
 * ``sources.png``: for each reference, a few bins (the largest parts of the partition) and where they draw their
-  mass from: the transport plan's column ``P[:, j]`` as a heat map over the image;
-* ``code_usage.png``: how many positions of the slice use each code, with the perplexity.
+  mass from: the transport plan's column ``P[:, j]`` relative to the plan of the prior alone, so that red and
+  blue show what the image's content adds or removes;
+* ``code_usage.png``: how many positions of the slice use each code, with the perplexity and the verdict below;
+* ``summary.txt``: codes in use, perplexity, codes per class and a warning when the codebook has collapsed
+  (:func:`~l2gnet_monai.visualize.codebook.codebook_summary`).
 
 docs/interpretability.md explains how to read them.
 """
@@ -35,9 +42,11 @@ import torch
 
 from l2gnet_monai.networks.explain import codes_to_pixels
 from l2gnet_monai.planning.trained_bundle import load_bundle
+from l2gnet_monai.visualize.codebook import codebook_summary, perplexity
 from l2gnet_monai.visualize.colors import class_palette
 from l2gnet_monai.visualize.figures import save_figure
-from l2gnet_monai.visualize.overlays import display_image, label_overlay, require_matplotlib, screen_slice
+from l2gnet_monai.visualize.overlays import display_image, label_overlay, require_matplotlib
+from l2gnet_monai.visualize.views import SliceView, slice_view
 
 __all__ = ["explain_volume", "code_map_figure", "bins_figure", "sources_figure", "code_usage_figure"]
 
@@ -57,14 +66,13 @@ def _categorical(index: np.ndarray, alpha: float, grey: np.ndarray) -> np.ndarra
     return np.where(mask, (1 - alpha) * rgb + alpha * table, rgb)
 
 
-def _screen_point(x: float, y: float, shape: tuple[int, int], axcodes: Sequence[str]) -> tuple[float, float]:
-    """Array coordinates ``(x, y)`` of an ``(H, W)`` slice -> ``(column, row)`` of :func:`screen_slice`'s layout."""
-    column, row = x, y
-    if str(axcodes[0]).upper() == "R":
-        column = shape[0] - 1 - x
-    if str(axcodes[1]).upper() == "A":
-        row = shape[1] - 1 - y
-    return column, row
+def _show(ax: Any, screen: np.ndarray, view: SliceView, **kwargs: Any) -> Any:
+    """``imshow`` of a screen image at the view's aspect ratio, with its orientation letters and no ticks."""
+    shown = ax.imshow(screen, interpolation="nearest", aspect=view.aspect, **kwargs)
+    view.label_axes(ax)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return shown
 
 
 def _bin_centres(num_bins: int, bin_grid: Sequence[int], grid: Sequence[int], stride: int) -> np.ndarray:
@@ -82,10 +90,25 @@ def code_map_figure(
     codes: np.ndarray,
     palette: Mapping[int, Any],
     class_names: Mapping[int, str],
-    axcodes: Sequence[str],
+    view: SliceView,
     stride: int = 16,
+    bins: np.ndarray | None = None,
+    index: int | None = None,
 ) -> Any:
-    """Image, prediction, and the code of each bottleneck position over the image (``(H, W)`` arrays)."""
+    """Image, prediction, the code of each bottleneck position and (with ``bins``) the transport plan's partition,
+    side by side at the image's resolution.
+
+    Args:
+        grey: display image ``(H, W)`` in the slice's volume order (``view`` lays it out, :meth:`SliceView.screen`).
+        pred: predicted label map ``(H, W)``.
+        codes: ``(h, w)`` code index per bottleneck position.
+        palette: class colours.
+        class_names: ``{class index: name}``.
+        view: the slice's radiological layout and aspect.
+        stride: the bottleneck's output stride.
+        bins: ``(h, w)`` bin of each position under the first reference's plan, or ``None``.
+        index: the slice's index, for the caption.
+    """
     plt = require_matplotlib()
     from matplotlib.patches import Patch
 
@@ -99,17 +122,20 @@ def code_map_figure(
         (label_overlay(grey, pred, palette), "prediction"),
         (_categorical(ranked, 0.55, grey), f"codes ({len(used)} distinct)"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.9))
+    if bins is not None:
+        pixel_bins = codes_to_pixels(torch.as_tensor(bins)[None], grey.shape, stride)[0].numpy()
+        panels.append((_categorical(pixel_bins, 0.5, grey), "plan partition (reference 0)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9))
     for ax, (panel, title) in zip(axes, panels):
-        ax.imshow(screen_slice(panel, axcodes), interpolation="nearest")
+        _show(ax, view.screen(panel), view)
         ax.set_title(title, fontsize=10)
-        ax.set_axis_off()
     colours = plt.get_cmap(_CATEGORICAL).colors
     shown = order[:10]
     handles = [Patch(facecolor=colours[rank[int(c)] % len(colours)], label=f"code {int(c)}") for c in shown]
     fig.legend(handles=handles, loc="lower right", ncol=5, fontsize=7, frameon=False, title="most used codes")
     classes = [Patch(facecolor=palette[k], label=class_names.get(k, str(k))) for k in palette]
     fig.legend(handles=classes, loc="lower left", ncol=3, fontsize=7, frameon=False)
+    fig.suptitle(view.caption(index), fontsize=9)
     fig.tight_layout(rect=(0, 0.14, 1, 0.96))
     return fig
 
@@ -118,16 +144,22 @@ def bins_figure(
     grey: np.ndarray,
     bins: np.ndarray,
     bin_grid: Sequence[int],
-    axcodes: Sequence[str],
+    view: SliceView,
     stride: int = 16,
+    content_bins: np.ndarray | None = None,
+    index: int | None = None,
 ) -> Any:
-    """For each reference, the image partitioned by the bin each position sends most of its mass to.
+    """For each reference, the image partitioned by the bin each position sends most of its mass to, beside (with
+    ``content_bins``) the partition of the plan without the positional prior term: what the content alone asks.
 
     Args:
         grey: display image ``(H, W)``.
-        bins: ``(q, h, w)`` bin index per bottleneck position.
+        bins: ``(q, h, w)`` bin index per bottleneck position under the model's plan.
+        content_bins: ``(q, h, w)`` the same under the plan of the content term alone (cost ``-content``), or
+            ``None``.
+        index: the slice's index, for the caption.
         bin_grid: the grid of the bins (the reference grid in pooled mode, ``(h, w)`` in full mode).
-        axcodes: orientation codes for the radiological layout.
+        view: the slice's radiological layout and aspect.
         stride: the bottleneck's output stride.
     """
     plt = require_matplotlib()
@@ -135,22 +167,28 @@ def bins_figure(
     grid = bins.shape[1:]
     num_bins = int(np.prod(bin_grid))
     centres = _bin_centres(num_bins, bin_grid, grid, stride)
-    cols = min(q, 4)
-    rows = math.ceil(q / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows), squeeze=False)
+    kinds = [(bins, "plan")] + ([] if content_bins is None else [(content_bins, "without the prior")])
+    cols = len(kinds) * min(q, 2)
+    rows = math.ceil(q * len(kinds) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for r in range(q):
-        ax = axes.flat[r]
-        pixel_bins = codes_to_pixels(torch.as_tensor(bins[r])[None], grey.shape, stride)[0].numpy()
-        ax.imshow(screen_slice(_categorical(pixel_bins, 0.5, grey), axcodes), interpolation="nearest")
-        for j in np.unique(bins[r]) if num_bins <= 64 else []:
-            column, row = _screen_point(*centres[j], grey.shape, axcodes)
-            ax.plot(column, row, "+", color="white", markersize=6, markeredgewidth=1.2)
-            ax.annotate(
-                str(int(j)), (column, row), color="white", fontsize=6, xytext=(2, 2), textcoords="offset points"
-            )
-        ax.set_title(f"reference {r}: {len(np.unique(bins[r]))} of {num_bins} bins used", fontsize=9)
+        for k, (partition, kind) in enumerate(kinds):
+            ax = axes.flat[r * len(kinds) + k]
+            pixel_bins = codes_to_pixels(torch.as_tensor(partition[r])[None], grey.shape, stride)[0].numpy()
+            _show(ax, view.screen(_categorical(pixel_bins, 0.5, grey)), view)
+            for j in np.unique(partition[r]) if num_bins <= 64 else []:
+                column, row = view.screen_point(*centres[j], grey.shape)
+                ax.plot(column, row, "+", color="white", markersize=6, markeredgewidth=1.2)
+                ax.annotate(
+                    str(int(j)), (column, row), color="white", fontsize=6, xytext=(2, 2), textcoords="offset points"
+                )
+            title = f"ref {r}, {kind}: {len(np.unique(partition[r]))} of {num_bins} bins"
+            if k == 1:
+                title += f", {100 * float((partition[r] != bins[r]).mean()):.0f} % moved"
+            ax.set_title(title, fontsize=8)
+    fig.suptitle(view.caption(index), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
@@ -160,17 +198,23 @@ def sources_figure(
     plans: np.ndarray,
     chosen: Sequence[Sequence[int]],
     bin_grid: Sequence[int],
-    axcodes: Sequence[str],
+    view: SliceView,
     stride: int = 16,
+    prior_plans: np.ndarray | None = None,
+    index: int | None = None,
 ) -> Any:
-    """Where chosen bins draw their mass from: ``P[:, j]`` of each reference as a heat map over the image.
+    """Where chosen bins draw their mass from: ``P[:, j]`` of each reference as a heat map over the image, relative
+    to the plan the positional prior alone gives (so that the map shows what the image's content changes).
 
     Args:
         grey: display image ``(H, W)``.
         plans: ``(q, n, t)`` transport plans of the slice.
+        prior_plans: ``(q, n, t)`` plans of the prior alone (every position alike); ``None``: relative to the
+            uniform plan ``1 / (n t)``.
+        index: the slice's index, for the caption.
         chosen: per reference, the bins to show.
         bin_grid: the grid of the bins.
-        axcodes: orientation codes for the radiological layout.
+        view: the slice's radiological layout and aspect.
         stride: the bottleneck's output stride.
     """
     plt = require_matplotlib()
@@ -185,7 +229,8 @@ def sources_figure(
     for r in range(q):
         for j in chosen[r]:
             # mass relative to a uniform plan (1 / (n t) per entry): > 1 where the bin draws more than its share
-            ratio = torch.as_tensor(plans[r, :, j] * n * t).reshape(1, 1, *grid).float()
+            base = 1.0 / (n * t) if prior_plans is None else np.clip(prior_plans[r, :, j], 1e-12, None)
+            ratio = torch.as_tensor(plans[r, :, j] / base).reshape(1, 1, *grid).float()
             upsampled = torch.nn.functional.interpolate(
                 ratio, size=(grid[0] * stride, grid[1] * stride), mode="bilinear", align_corners=False
             )[0, 0, : grey.shape[0], : grey.shape[1]].numpy()
@@ -194,51 +239,55 @@ def sources_figure(
     image = None
     for (r, j), log_ratio in maps.items():
         ax = axes[r, chosen[r].index(j)]
-        ax.imshow(screen_slice(grey, axcodes), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        _show(ax, view.screen(grey), view, cmap="gray", vmin=0, vmax=1)
         image = ax.imshow(
-            screen_slice(log_ratio, axcodes),
+            view.screen(log_ratio),
             cmap="RdBu_r",
             alpha=0.65,
             vmin=-limit,
             vmax=limit,
             interpolation="bilinear",
+            aspect=view.aspect,
         )
-        column, row = _screen_point(*centres[j], grey.shape, axcodes)
+        column, row = view.screen_point(*centres[j], grey.shape)
         ax.plot(column, row, "+", color="black", markersize=8, markeredgewidth=1.5)
         ax.set_title(f"ref {r}, bin {j}", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     if image is not None:
         bar = fig.colorbar(image, ax=axes, fraction=0.025, pad=0.02)
-        bar.set_label("log2 of mass / uniform share", fontsize=8)
+        reference = "uniform share" if prior_plans is None else "mass under the prior alone"
+        bar.set_label(f"log2 of mass / {reference}", fontsize=8)
+    fig.suptitle(view.caption(index), fontsize=9)
     return fig
 
 
-def code_usage_figure(code_counts: np.ndarray, title: str = "") -> Any:
-    """How many bottleneck positions use each code, and the perplexity of that histogram."""
+def code_usage_figure(code_counts: np.ndarray, title: str = "", verdict: str = "") -> Any:
+    """How many bottleneck positions use each code, the perplexity of that histogram, and ``verdict`` below it."""
     plt = require_matplotlib()
     counts = np.asarray(code_counts, dtype=np.float64)
-    probs = counts / max(counts.sum(), 1.0)
-    nonzero = probs[probs > 0]
-    perplexity = float(np.exp(-(nonzero * np.log(nonzero)).sum()))
-    fig, ax = plt.subplots(figsize=(7, 2.6))
+    spread = perplexity(counts)
+    fig, ax = plt.subplots(figsize=(7, 2.8 if verdict else 2.6))
     ax.bar(np.arange(counts.size), counts, width=1.0, color="tab:blue")
     ax.set_xlabel("code index")
     ax.set_ylabel("positions")
     ax.set_xlim(-0.5, counts.size - 0.5)
     used = int((counts > 0).sum())
-    ax.set_title(f"{title}{used} of {counts.size} codes used, perplexity {perplexity:.1f}", fontsize=9)
-    fig.tight_layout()
+    ax.set_title(f"{title}{used} of {counts.size} codes used, perplexity {spread:.1f}", fontsize=9)
+    if verdict:
+        fig.text(0.01, 0.01, verdict, fontsize=7, color="firebrick" if "collapsed" in verdict else "black")
+    fig.tight_layout(rect=(0, 0.08 if verdict else 0, 1, 1))
     return fig
 
 
 def _pick_slice(network: torch.nn.Module, volume: torch.Tensor, batch: int = 8) -> int:
-    """The slice (along the last axis) with the most predicted foreground."""
+    """The slice (along the last axis) with the most predicted foreground; the middle one if none has any."""
     foreground = []
     with torch.no_grad():
         for start in range(0, volume.shape[-1], batch):
             chunk = volume[..., start : start + batch].permute(3, 0, 1, 2)  # (b, C, H, W)
             foreground.append((network(chunk).argmax(1) != 0).flatten(1).sum(1))
-    return int(torch.cat(foreground).argmax())
+    counts = torch.cat(foreground)
+    return int(counts.argmax()) if bool(counts.any()) else volume.shape[-1] // 2
 
 
 def explain_volume(
@@ -262,7 +311,8 @@ def explain_volume(
         num_bins: bins per reference in ``sources.png`` (the largest parts of the partition).
 
     Returns:
-        ``{"code_map", "bins", "sources", "code_usage": path}`` and ``"slice"``: the slice index as a string.
+        ``{"code_map", "bins", "sources", "code_usage", "summary": path}``, ``"slice"``: the slice index as a
+        string, and ``"summary_text"``: the code usage in words (:func:`~l2gnet_monai.visualize.codebook_summary`).
     """
     loaded = load_bundle(bundle_dir, overrides)
     network = loaded["network"]
@@ -274,7 +324,8 @@ def explain_volume(
         raise FileNotFoundError(f"image {image} does not exist")
     data = loaded["preprocessing"]({"image": str(image)})
     # (C, *RAS) after the bundle's Orientationd; the axis the model slices across (the plan's) goes last
-    axes = [a for a in range(3) if a != loaded["slice_axis"]] + [loaded["slice_axis"]]
+    view = slice_view(getattr(data["image"], "affine", None), loaded["slice_axis"])
+    axes = [a for a in range(3) if a != view.voxel_axis] + [view.voxel_axis]
     volume = torch.as_tensor(data["image"]).float().permute(0, *(a + 1 for a in axes))
     depth = volume.shape[-1]
     if slice_index is None:
@@ -284,10 +335,9 @@ def explain_volume(
     slice_index = int(slice_index)
     x = volume[None, ..., slice_index]  # (1, C, H, W)
     out = network.explain(x)
-    axcodes = tuple("RAS"[a] for a in axes)
-    grey = display_image(x[0, 0].numpy(), "CT", (0.0, 1.0)) if loaded["modality"] == "CT" else None
-    if grey is None:
-        grey = display_image(x[0, 0].numpy(), "MRI", None)
+    # one window for the whole volume, so that a dark edge slice is not stretched to full contrast
+    window = (0.0, 1.0) if loaded["modality"] == "CT" else None
+    grey = display_image(volume[0].numpy(), loaded["modality"], window)[..., slice_index]
     pred = out["logits"][0].argmax(0).numpy()
     palette = class_palette(loaded["class_names"])
     mapper = network.mapper
@@ -295,6 +345,13 @@ def explain_volume(
     bin_grid = grid if mapper.mode == "full" else list(mapper.reference_grid)
     bins = out["bins"][0].numpy()
     plans = out["plans"][0].numpy()
+    # the plan without the prior term (content alone), and with the prior alone (every position alike, at the
+    # content's mean similarity so that the plan is as sharp): what each of the two terms asks for
+    content = out["content"]
+    without_prior = mapper.transport_plan(-content)[0]
+    content_bins = without_prior.argmax(-1).reshape(bins.shape).numpy()
+    mean_content = content.mean(dim=(2, 3), keepdim=True)
+    prior_alone = mapper.transport_plan(-mean_content * out["prior"])[0].numpy()
     chosen = []
     for r in range(bins.shape[0]):
         ids, sizes = np.unique(bins[r], return_counts=True)
@@ -302,19 +359,31 @@ def explain_volume(
     os.makedirs(output_dir, exist_ok=True)
     stride = int(getattr(network, "stride", 16))
     name = Path(str(image)).name
+    codes = out["codes"][0].numpy()
+    pixel_mm = (view.spacing[0], view.spacing[1]) if view.row_axis == 0 else (view.spacing[1], view.spacing[0])
+    summary = codebook_summary(codes, pred, out["code_counts"].shape[-1], loaded["class_names"], stride, pixel_mm)
+    text = f"{name}, {view.caption(slice_index)}:\n{summary['text']}\n"
+    with open(os.path.join(output_dir, "summary.txt"), "w", encoding="utf-8") as f:
+        f.write(text)
+    verdict = summary["text"].splitlines()[-1]
     paths = {
         "code_map": save_figure(
-            code_map_figure(grey, pred, out["codes"][0].numpy(), palette, loaded["class_names"], axcodes, stride),
+            code_map_figure(grey, pred, codes, palette, loaded["class_names"], view, stride, bins[0], slice_index),
             os.path.join(output_dir, "code_map.png"),
         ),
-        "bins": save_figure(bins_figure(grey, bins, bin_grid, axcodes, stride), os.path.join(output_dir, "bins.png")),
+        "bins": save_figure(
+            bins_figure(grey, bins, bin_grid, view, stride, content_bins, slice_index),
+            os.path.join(output_dir, "bins.png"),
+        ),
         "sources": save_figure(
-            sources_figure(grey, plans, chosen, bin_grid, axcodes, stride), os.path.join(output_dir, "sources.png")
+            sources_figure(grey, plans, chosen, bin_grid, view, stride, prior_alone, slice_index),
+            os.path.join(output_dir, "sources.png"),
         ),
         "code_usage": save_figure(
-            code_usage_figure(out["code_counts"][0].numpy(), f"{name}, slice {slice_index}: "),
+            code_usage_figure(out["code_counts"][0].numpy(), f"{name}, {view.plane} slice {slice_index}: ", verdict),
             os.path.join(output_dir, "code_usage.png"),
         ),
+        "summary": os.path.join(output_dir, "summary.txt"),
     }
     logger.info("explain: %s slice %d -> %s", name, slice_index, output_dir)
-    return {**paths, "slice": str(slice_index)}
+    return {**paths, "slice": str(slice_index), "summary_text": text.rstrip()}

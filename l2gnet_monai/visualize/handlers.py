@@ -6,8 +6,8 @@
 """Ignite handlers that draw: inference previews (a PNG mosaic per volume) and TensorBoard overlays.
 
 * :class:`SegmentationPreviewHandler` (inference): one PNG per volume, the segmentation over the image on a
-  mosaic of axial slices, so that a folder of predictions can be checked without a viewer. The bundle's
-  ``inference.json`` switches it on with ``"preview": true``.
+  mosaic of slices across the plan's slicing axis, so that a folder of predictions can be checked without a
+  viewer. The bundle's ``inference.json`` switches it on with ``"preview": true``.
 * :class:`TensorBoardOverlayHandler` (validation): per validation round, ground truth, prediction and error map
   of a few cases as one image each, and the histogram of the codes the bottleneck used, through MONAI's
   :class:`~monai.handlers.tensorboard_handlers.TensorBoardHandler` and :func:`~monai.visualize.plot_2d_or_3d_image`.
@@ -33,14 +33,8 @@ from l2gnet_monai.networks.utils import unwrap_network
 from l2gnet_monai.visualize.colors import class_palette
 from l2gnet_monai.visualize.figures import mosaic_figure, save_figure
 from l2gnet_monai.visualize.image_grid import image_in_label_grid
-from l2gnet_monai.visualize.overlays import (
-    axcodes_of,
-    display_image,
-    error_overlay,
-    label_overlay,
-    require_matplotlib,
-    screen_slice,
-)
+from l2gnet_monai.visualize.overlays import display_image, error_overlay, label_overlay, require_matplotlib
+from l2gnet_monai.visualize.views import slice_view
 
 __all__ = ["bundle_class_names", "SegmentationPreviewHandler", "TensorBoardOverlayHandler"]
 
@@ -95,7 +89,9 @@ class SegmentationPreviewHandler:
     It reads the decollated ``pred`` (a label map or one-hot, in the image's original space after ``Invertd``)
     and ``image`` of each output; the image is brought into the prediction's grid by inverting
     ``image_transform`` (the inference preprocessing). Slices are spread over the segmented extent and shown
-    as radiologists read them, with the legend of class colours (:func:`~l2gnet_monai.visualize.class_palette`).
+    as radiologists read them at true proportions
+    (:mod:`~l2gnet_monai.visualize.views`), with the legend of class colours
+    (:func:`~l2gnet_monai.visualize.class_palette`).
 
     Args:
         output_dir: folder of the PNGs (created if needed), e.g. the folder of the predicted NIfTI files.
@@ -108,6 +104,7 @@ class SegmentationPreviewHandler:
         output_postfix: appended to the volume's name.
         bundle_root: the bundle folder, for the class names.
         num_classes: output channels of the network, background included, for the class names.
+        slice_axis: the RAS axis to slice across, the plan's (0 sagittal, 1 coronal, 2 axial).
     """
 
     def __init__(
@@ -121,6 +118,7 @@ class SegmentationPreviewHandler:
         output_postfix: str = "preview",
         bundle_root: str | None = None,
         num_classes: int | None = None,
+        slice_axis: int = 2,
     ) -> None:
         require_matplotlib()
         self.output_dir = output_dir
@@ -135,6 +133,7 @@ class SegmentationPreviewHandler:
         self.display_window = display_window
         self.num_slices = num_slices
         self.output_postfix = output_postfix
+        self.slice_axis = slice_view(None, slice_axis).slice_axis  # checked here, at configuration time
         self._count = 0
 
     def attach(self, engine: Engine) -> None:
@@ -161,7 +160,7 @@ class SegmentationPreviewHandler:
                 self.class_names,
                 self.num_slices,
                 name,
-                axcodes_of(getattr(pred, "affine", None)),
+                slice_view(getattr(pred, "affine", None), self.slice_axis),
             )
             path = save_figure(fig, os.path.join(self.output_dir, f"{name}_{self.output_postfix}.png"))
             logger.info("preview written to %s", path)
@@ -170,8 +169,10 @@ class SegmentationPreviewHandler:
 class TensorBoardOverlayHandler(TensorBoardHandler):
     """Per validation round: overlays of a few cases and the codebook usage histogram, in TensorBoard.
 
-    For the first ``num_images`` cases of each round it takes the axial slice with most ground-truth foreground
-    and writes one RGB image ``ground truth | prediction | errors`` (class colours as everywhere in the project)
+    For the first ``num_images`` cases of each round it takes the slice across the plan's slicing axis with most
+    ground-truth foreground and writes one RGB image ``ground truth | prediction | errors`` (in the radiological
+    view of the plane, resampled to square pixels of the true proportions; the tag names the plane; class
+    colours as everywhere in the project)
     under ``<tag>/<case>``; while the round runs it counts the codes the network's quantizer uses and writes their
     histogram under ``<tag>/codebook_usage``. The step is the engine's epoch, which for an evaluator driven by
     MONAI's ``ValidationHandler`` is the trainer's epoch.
@@ -184,6 +185,7 @@ class TensorBoardOverlayHandler(TensorBoardHandler):
         modality: ``"CT"`` or ``"MRI"``: the display windowing.
         display_window: CT window of the (normalised) image.
         tag: prefix of the TensorBoard tags.
+        slice_axis: the RAS axis to slice across, the plan's (0 sagittal, 1 coronal, 2 axial).
     """
 
     def __init__(
@@ -195,6 +197,7 @@ class TensorBoardOverlayHandler(TensorBoardHandler):
         modality: str = "CT",
         display_window: Sequence[float] | None = (0.0, 1.0),
         tag: str = "validation",
+        slice_axis: int = 2,
     ) -> None:
         require_matplotlib()
         super().__init__(summary_writer=summary_writer, log_dir=log_dir)
@@ -204,7 +207,9 @@ class TensorBoardOverlayHandler(TensorBoardHandler):
         self.modality = modality
         self.display_window = display_window
         self.tag = tag
+        self.slice_axis = slice_view(None, slice_axis).slice_axis
         self._images: list[tuple[str, np.ndarray]] = []
+        self._orientation = slice_view(None, slice_axis).orientation
         self._codes: CodeUsageRecorder | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -230,25 +235,30 @@ class TensorBoardOverlayHandler(TensorBoardHandler):
                 return
             label, pred = _label_map(output["label"]), _label_map(output["pred"])
             image = image_in_label_grid(output, label.shape)
-            z = int(np.argmax((label != 0).reshape(-1, label.shape[-1]).sum(0)))
-            grey = np.zeros(label.shape[:2], np.float32)
+            view = slice_view(getattr(output["label"], "affine", None), self.slice_axis)
+            z = int(
+                np.argmax(np.moveaxis(label != 0, view.voxel_axis, 0).reshape(label.shape[view.voxel_axis], -1).sum(1))
+            )
+            volume = np.zeros(label.shape, np.float32)
             if image is not None:
-                grey = display_image(image[..., z], self.modality, self.display_window)
-            panels = [
-                label_overlay(grey, label[..., z], self.palette),
-                label_overlay(grey, pred[..., z], self.palette),
-                error_overlay(grey, pred[..., z], label[..., z]),
-            ]
-            axcodes = axcodes_of(getattr(output["label"], "affine", None))
-            row = np.concatenate([screen_slice(p, axcodes) for p in panels], axis=1)  # (rows, 3 * cols, 3)
+                volume = display_image(image, self.modality, self.display_window)  # one window per volume
+            grey, lab, prd = view.take(volume, z), view.take(label, z), view.take(pred, z)
+            panels = [label_overlay(grey, lab, self.palette), label_overlay(grey, prd, self.palette)]
+            panels.append(error_overlay(grey, prd, lab))
+            row = view.square_pixels(np.concatenate(panels, axis=1))  # (rows, 3 * columns, 3)
             name = _case_name(output, f"case_{len(self._images)}")
-            self._images.append((f"{name}_slice{z}", np.moveaxis(row, -1, 0)))
+            self._images.append((f"{name}_{view.plane}{z}", np.moveaxis(row, -1, 0)))
 
     def _write(self, engine: Engine) -> None:
         step = int(engine.state.epoch)
         for name, rgb in self._images:
             plot_2d_or_3d_image(
-                [rgb], step, self._writer, index=0, max_channels=3, tag=f"{self.tag}/{name} (truth | pred | errors)"
+                [rgb],
+                step,
+                self._writer,
+                index=0,
+                max_channels=3,
+                tag=f"{self.tag}/{name} (truth | pred | errors; {self._orientation})",
             )
         if self._codes is not None:
             self._codes.detach()

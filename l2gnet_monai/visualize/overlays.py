@@ -3,13 +3,15 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
-"""Segmentations drawn over their images: greyscale display, class overlays, error maps, slice choice, orientation.
+"""Segmentations drawn over their images: greyscale display, class overlays, error maps, slice choice.
 
 Overlays are MONAI's :func:`monai.visualize.blend_images` with a fixed colour per class
 (:mod:`~l2gnet_monai.visualize.colors`): a pixel of class ``k`` becomes ``(1 - OVERLAY_ALPHA) * grey +
 OVERLAY_ALPHA * colour_k``; background pixels keep their grey value. Error maps mark every voxel where prediction
 and ground truth differ: false positives (predicted foreground on ground-truth background), false negatives
-(predicted background on ground-truth foreground) and confusions (both foreground, different classes).
+(predicted background on ground-truth foreground) and confusions (both foreground, different classes), over an
+underlay darkened to ``ERROR_UNDERLAY`` of its grey so that every error colour, yellow included, stands out on bright
+tissue as on dark. Orientation and proportions are :mod:`~l2gnet_monai.visualize.views`'.
 
 matplotlib is a dependency of the package; :func:`require_matplotlib` turns its absence into a one-line message.
 """
@@ -22,7 +24,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from l2gnet_monai.visualize.colors import ERROR_ALPHA, ERROR_COLORS, OVERLAY_ALPHA, RGB
+from l2gnet_monai.visualize.colors import ERROR_ALPHA, ERROR_COLORS, ERROR_UNDERLAY, OVERLAY_ALPHA, RGB
 
 __all__ = [
     "ArrayLike",
@@ -33,9 +35,14 @@ __all__ = [
     "error_labels",
     "error_overlay",
     "select_slices",
-    "screen_slice",
-    "axcodes_of",
+    "MIN_STRUCTURE_MM2",
+    "MIN_STRUCTURE_FRACTION",
 ]
+
+#: A slice chosen for its errors shows at least this much foreground (mm^2, about a 1 cm square)...
+MIN_STRUCTURE_MM2 = 100.0
+#: ... and at least this share of the foreground of the case's most-foreground slice.
+MIN_STRUCTURE_FRACTION = 0.25
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -168,25 +175,37 @@ def error_overlay(grey: ArrayLike, pred: ArrayLike, label: ArrayLike, alpha: flo
         alpha: opacity of the error colours.
 
     Returns:
-        RGB image ``(H, W, 3)``; exactly the pixels where ``pred != label`` are coloured.
+        RGB image ``(H, W, 3)``: the grey image darkened to ``ERROR_UNDERLAY`` of its value; exactly the pixels
+        where ``pred != label`` are coloured.
     """
-    return _blend(as_numpy(grey), error_labels(pred, label).astype(np.int64), ERROR_COLORS, alpha)
+    underlay = ERROR_UNDERLAY * as_numpy(grey).astype(np.float32)
+    return _blend(underlay, error_labels(pred, label).astype(np.int64), ERROR_COLORS, alpha)
 
 
-def select_slices(pred: ArrayLike, label: ArrayLike, class_indices: Sequence[int], axis: int = -1) -> dict[str, int]:
-    """The axial slices worth looking at in one case.
+def select_slices(
+    pred: ArrayLike,
+    label: ArrayLike,
+    axis: int = -1,
+    pixel_area_mm2: float = 1.0,
+    min_area_mm2: float = MIN_STRUCTURE_MM2,
+    min_fraction: float = MIN_STRUCTURE_FRACTION,
+) -> dict[str, int]:
+    """The slices worth looking at in one case, across ``axis``.
 
     * ``"most foreground"``: the slice with the most ground-truth foreground (predicted foreground when the
       ground truth is empty);
-    * ``"worst class"``: among slices where a class is present (in prediction or ground truth), the one with the
-      lowest 2-D Dice of any class, ties broken by the larger number of wrong pixels of that class. Missing when
-      no class is present anywhere.
+    * ``"largest error"``: the slice with the largest error area (false positives + false negatives + wrong class,
+      :func:`error_labels`) among the slices whose foreground (ground truth, or prediction where the ground truth
+      is empty) covers at least ``min_area_mm2`` and ``min_fraction`` of the most-foreground slice's: never an edge
+      slice with a handful of voxels. Missing when there is no error on such a slice.
 
     Args:
-        pred: predicted label map ``(H, W, D)``.
+        pred: predicted label map ``(X, Y, Z)``.
         label: ground-truth label map of the same shape.
-        class_indices: the foreground classes to consider.
-        axis: the slice axis (the last, axial, for RAS volumes).
+        axis: the voxel axis to slice across.
+        pixel_area_mm2: the area of one pixel of a slice (the product of the two in-plane spacings).
+        min_area_mm2: the smallest foreground area of a slice chosen for its errors.
+        min_fraction: the smallest foreground of a slice chosen for its errors, relative to the largest slice's.
 
     Returns:
         ``{reason: slice index}``; both reasons may name the same slice.
@@ -199,52 +218,11 @@ def select_slices(pred: ArrayLike, label: ArrayLike, class_indices: Sequence[int
     foreground = (flat_g != 0).sum(1)
     if not foreground.any():
         foreground = (flat_p != 0).sum(1)
-    chosen = {"most foreground": int(np.argmax(foreground))}
-    best: tuple[float, int, int] | None = None  # (dice, -wrong pixels, slice)
-    for k in class_indices:
-        pk, gk = flat_p == k, flat_g == k
-        sizes = pk.sum(1) + gk.sum(1)
-        present = np.flatnonzero(sizes)
-        if present.size == 0:
-            continue
-        dice = 2.0 * (pk & gk).sum(1)[present] / sizes[present]
-        wrong = (pk ^ gk).sum(1)[present]
-        for d, w, s in zip(dice, wrong, present):
-            key = (float(d), -int(w), int(s))
-            if best is None or key < best:
-                best = key
-    if best is not None:
-        chosen["worst class"] = best[2]
+    most = int(np.argmax(foreground))
+    chosen = {"most foreground": most}
+    area = foreground * float(pixel_area_mm2)
+    large = (area >= float(min_area_mm2)) & (foreground >= float(min_fraction) * foreground[most]) & (foreground > 0)
+    errors = np.where(large, (flat_p != flat_g).sum(1), 0)
+    if errors.any():
+        chosen["largest error"] = int(np.argmax(errors))
     return chosen
-
-
-def axcodes_of(affine: ArrayLike | None) -> tuple[str, str, str]:
-    """The orientation codes of a voxel-to-world affine (nibabel's ``aff2axcodes``); ``("L", "P", "S")`` if unknown."""
-    if affine is None:
-        return ("L", "P", "S")
-    import nibabel as nib
-
-    codes = nib.aff2axcodes(np.asarray(as_numpy(affine), dtype=np.float64)[:4, :4])
-    return tuple(str(c) for c in codes) if all(codes) else ("L", "P", "S")  # type: ignore[return-value]
-
-
-def screen_slice(array: ArrayLike, axcodes: Sequence[str] = ("L", "P", "S")) -> np.ndarray:
-    """An axial slice ``(H, W, ...)`` laid out for display as radiologists read it.
-
-    Rows run from anterior (top) to posterior and columns from the patient's right (left of the picture) to the
-    patient's left, whatever the array's orientation: for an LPS array (DICOM-like, nibabel codes ``L, P, S``)
-    this is the transpose; a RAS array (after ``Orientationd("RAS")``) is also flipped both ways.
-
-    Args:
-        array: slice with the first two axes in the volume's first two axes (extra trailing axes, e.g. RGB, kept).
-        axcodes: orientation codes of the volume (see :func:`axcodes_of`).
-
-    Returns:
-        The slice as ``(rows, columns, ...)`` for ``imshow`` with the default ``origin="upper"``.
-    """
-    out = np.swapaxes(as_numpy(array), 0, 1)
-    if str(axcodes[0]).upper() == "R":
-        out = out[:, ::-1]
-    if str(axcodes[1]).upper() == "A":
-        out = out[::-1]
-    return np.ascontiguousarray(out)

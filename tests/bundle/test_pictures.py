@@ -73,13 +73,16 @@ def test_explain_command_draws_a_smoke_trained_bundle(trained_bundle: Path, tmp_
     args = ["-m", "l2gnet_monai", "explain", str(trained_bundle), str(image), "--output_dir", str(out)]
     result = run_cli(args, cwd=tmp_path)  # no override: the plan beside model.pt describes the network
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("slice ")
-    assert sorted(p.name for p in out.iterdir()) == ["bins.png", "code_map.png", "code_usage.png", "sources.png"]
-    for p in out.iterdir():
+    assert "axial slice" in result.stdout and "codes in use, perplexity" in result.stdout
+    assert "\nslice " in result.stdout
+    names = ["bins.png", "code_map.png", "code_usage.png", "sources.png", "summary.txt"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == PNG
+    assert "codes in use" in (out / "summary.txt").read_text()
     # the same slice given explicitly; then the errors a user meets first, as one line each
     again = run_cli([*args, "--slice", "3"], cwd=tmp_path)
-    assert again.returncode == 0 and again.stdout.startswith("slice 3:"), again.stderr
+    assert again.returncode == 0 and "\nslice 3:" in again.stdout, again.stderr
     outside = run_cli([*args, "--slice", "99"], cwd=tmp_path)
     assert outside.returncode == 1 and "--slice 99 is outside" in outside.stderr
     assert "Traceback" not in outside.stderr
@@ -118,3 +121,11 @@ def test_validation_writes_overlays_and_the_codebook_histogram_to_tensorboard(tr
         histograms += accumulator.Tags()["histograms"]
     assert overlays_per_run and all(len(tags) == 2 for tags in overlays_per_run)  # num_images cases per run
     assert "validation/codebook_usage" in histograms
+
+
+def test_explain_help_renders_every_argument_whole(tmp_path: Path) -> None:
+    result = run_cli(["-m", "l2gnet_monai", "explain", "--help"], cwd=tmp_path, extra_env={"PAGER": "cat"})
+    text = result.stdout + result.stderr
+    assert "Type: Optional[int]" in text and "Optional['" not in text
+    assert "Without it, the slice with most predicted foreground." in text
+    assert "summary.txt" in text and "radiologists" in text

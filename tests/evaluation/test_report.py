@@ -88,3 +88,24 @@ def test_missing_matplotlib_is_one_line_saying_how_to_install_it(tmp_path, monke
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install" in err and "matplotlib" in err
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_box_plots_of_few_cases_show_every_case(tmp_path, monkeypatch) -> None:
+    import matplotlib.axes
+
+    points: list[int] = []
+    original = matplotlib.axes.Axes.plot
+
+    def plot(self, *args, **kwargs):
+        lines = original(self, *args, **kwargs)
+        points.extend(len(line.get_xdata()) for line in lines if line.get_marker() == "o")
+        return lines
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    names = {1: "tumour", 2: "vessel"}
+    results = EvaluationResults(names, hd95_unit="mm")
+    for i in range(4):
+        image, label, pred = _case(i)
+        results.per_case[f"case{i}"] = compute_case_metrics(pred, label, names)
+    ReportBuilder(names).write(results, str(tmp_path), paper_table="none")
+    assert points == [4, 4, 4, 4]  # Dice and HD95 of both classes: one dot per case

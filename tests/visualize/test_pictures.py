@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 
 from l2gnet_monai.data.labels import ACDC_LABELS, SYNAPSE_LABELS
-from l2gnet_monai.visualize.colors import ERROR_ALPHA, ERROR_COLORS, FALLBACK_PALETTE, OVERLAY_ALPHA, class_palette
-from l2gnet_monai.visualize.figures import mosaic_figure, save_figure, slice_figure
-from l2gnet_monai.visualize.overlays import (
-    axcodes_of,
-    display_image,
-    error_labels,
-    error_overlay,
-    label_overlay,
-    screen_slice,
-    select_slices,
+from l2gnet_monai.visualize.colors import (
+    ERROR_ALPHA,
+    ERROR_COLORS,
+    ERROR_UNDERLAY,
+    FALLBACK_PALETTE,
+    OVERLAY_ALPHA,
+    class_palette,
 )
+from l2gnet_monai.visualize.figures import mosaic_figure, save_figure, slice_figure
+from l2gnet_monai.visualize.overlays import display_image, error_labels, error_overlay, label_overlay, select_slices
+from l2gnet_monai.visualize.views import slice_view
 
 
 def _label_volume() -> np.ndarray:
@@ -57,16 +57,28 @@ def test_error_map_marks_exactly_the_voxels_where_prediction_and_label_differ() 
     grey = np.full((40, 32), 0.3, dtype=np.float32)
     rgb = error_overlay(grey, pred[..., 3], label[..., 3])
     differ = pred[..., 3] != label[..., 3]
-    coloured = np.abs(rgb - 0.3).max(-1) > 1e-6
+    underlay = ERROR_UNDERLAY * 0.3
+    coloured = np.abs(rgb - underlay).max(-1) > 1e-6
     np.testing.assert_array_equal(coloured, differ)
     for value, colour in ERROR_COLORS.items():
         mask = errors[..., 3] == value
         if mask.any():
             np.testing.assert_allclose(
                 rgb[mask],
-                np.broadcast_to((1 - ERROR_ALPHA) * 0.3 + ERROR_ALPHA * np.asarray(colour), rgb[mask].shape),
+                np.broadcast_to((1 - ERROR_ALPHA) * underlay + ERROR_ALPHA * np.asarray(colour), rgb[mask].shape),
                 atol=1e-6,
             )
+
+
+def test_every_error_colour_stands_out_on_the_brightest_tissue() -> None:
+    label = np.ones((3, 3), np.int64)
+    label[0, 0] = 0
+    pred = label.copy()
+    pred[0, 0], pred[1, 1], pred[2, 2] = 1, 0, 2  # a false positive, a false negative, a wrong class
+    rgb = error_overlay(np.ones((3, 3), np.float32), pred, label)  # white tissue
+    background = rgb[0, 1]
+    for pixel in (rgb[0, 0], rgb[1, 1], rgb[2, 2]):
+        assert np.abs(pixel - background).max() > 0.35, f"error colour {pixel} too close to the tissue {background}"
 
 
 def test_palette_follows_the_paper_for_its_classes_and_a_fixed_palette_otherwise() -> None:
@@ -89,14 +101,22 @@ def test_display_windowing_follows_the_modality() -> None:
     assert shown.min() == 0 and shown.max() == 1 and shown[50] == pytest.approx(0.5)
 
 
-def test_slice_choice_finds_the_most_foreground_and_the_worst_class_slice() -> None:
-    label = _label_volume()
+def test_slice_choice_shows_the_largest_error_area_never_a_tiny_edge_slice() -> None:
+    label = np.zeros((40, 40, 6), dtype=np.int64)
+    label[5:35, 5:35, 1:5] = 1
+    label[20, 20, 0] = 2  # an edge slice with one voxel of a class: 2-D Dice 0 once missed
+    label[35:39, 5:35, 3] = 1  # slice 3 has the most foreground
+    label[10:30, 10:30, 3] = 2
     pred = label.copy()
-    pred[..., 5][label[..., 5] == 2] = 0  # class 2 missed in slice 5 only
-    chosen = select_slices(pred, label, [1, 2, 3])
-    assert chosen["most foreground"] == 3
-    assert chosen["worst class"] == 5
-    assert "worst class" not in select_slices(np.zeros_like(label), np.zeros_like(label), [1, 2])
+    pred[20, 20, 0] = 0
+    pred[5:35, 5:15, 2] = 0  # 300 pixels missed in slice 2
+    pred[10:20, 10:20, 4] = 2  # 100 pixels of the wrong class in slice 4
+    chosen = select_slices(pred, label, axis=2, pixel_area_mm2=1.0)
+    assert chosen == {"most foreground": 3, "largest error": 2}
+    # an error area in mm^2: at 0.1 mm^2 per pixel no slice covers 100 mm^2 of foreground, so none is chosen
+    assert select_slices(pred, label, axis=2, pixel_area_mm2=0.1) == {"most foreground": 3}
+    assert "largest error" not in select_slices(label, label, axis=2)
+    assert select_slices(np.moveaxis(pred, 2, 0), np.moveaxis(label, 2, 0), axis=0)["largest error"] == 2
 
 
 def test_figures_are_written_as_png(tmp_path) -> None:
@@ -104,33 +124,24 @@ def test_figures_are_written_as_png(tmp_path) -> None:
     grey = np.random.default_rng(0).random(label.shape).astype(np.float32)
     names = dict(ACDC_LABELS)
     palette = class_palette(names)
+    view = slice_view(np.diag([-1.0, -2.0, 4.0, 1.0]), 2)
     rows = [
-        {"grey": grey[..., z], "label": label[..., z], "pred": label[..., 5 - z], "title": f"z {z}"} for z in (2, 3)
+        {"grey": view.take(grey, z), "label": view.take(label, z), "pred": view.take(label, 5 - z), "view": view}
+        for z in (2, 3)
     ]
     path = save_figure(slice_figure(rows, palette, names, "case"), str(tmp_path / "slices.png"))
-    mosaic = save_figure(mosaic_figure(grey, label, palette, names, num_slices=4), str(tmp_path / "mosaic.png"))
+    mosaic = save_figure(mosaic_figure(grey, label, palette, names, 4, "case", view), str(tmp_path / "mosaic.png"))
     for p in (path, mosaic):
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["mosaic.png", "slices.png"]  # no temporary files left
 
 
-def test_screen_layout_is_radiological_whatever_the_array_orientation() -> None:
-    lps = np.arange(12).reshape(3, 4)  # i: towards the patient's left, j: towards posterior
-    ras = lps[::-1, ::-1]  # the same slice after Orientationd("RAS")
-    shown = screen_slice(lps, ("L", "P", "S"))
-    np.testing.assert_array_equal(shown, screen_slice(ras, ("R", "A", "S")))
-    assert shown.shape == (4, 3)
-    assert shown[0, 0] == lps[0, 0]  # top left: anterior, patient's right
-    affine = np.diag([-2.0, -2.0, 3.0, 1.0])
-    assert axcodes_of(affine) == ("L", "P", "S") and axcodes_of(np.diag([2.0, 2.0, 3.0, 1.0])) == ("R", "A", "S")
-
-
 def test_the_pictures_of_the_docs_exist_and_stay_small() -> None:
     import re
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     doc = repo / "docs" / "interpretability.md"
     links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", doc.read_text(encoding="utf-8"))
     assert len(links) >= 6
