@@ -319,7 +319,10 @@ def package_bundle(
     from l2gnet_monai.planning.plan import METADATA_FILE, PLAN_FILE, metadata_with_plan, training_overrides
 
     model_file = bundle / "models" / "model.pt"
-    plan = trained_plan(model_file) if include_model and model_file.is_file() else {}
+    try:
+        plan = trained_plan(model_file) if include_model and model_file.is_file() else {}
+    except DatasetError as e:  # not a checkpoint that loads safely, or a plan.json that disagrees with it
+        raise BundleError(f"model: {e}") from e
     trained_metadata = bundle / "models" / METADATA_FILE
 
     files: dict[str, bytes | Path] = {}

@@ -117,8 +117,15 @@ def test_zip_has_the_zoo_layout_and_is_reproducible(trained_bundle: Path, tmp_pa
     entries = _entries(first)
     assert entries[f"{NAME}/models/model.pt"] == (trained_bundle / "models" / "model.pt").read_bytes()
     # evaluate.json / multi_gpu_train.json stay overrides of train.json: packaged unchanged
-    for name in ("evaluate.json", "multi_gpu_train.json", "metadata.json"):
+    for name in ("evaluate.json", "multi_gpu_train.json"):
         assert entries[f"{NAME}/configs/{name}"] == (trained_bundle / "configs" / name).read_bytes()
+    # the packaged metadata is the trained model's (its classes, its own scores), never the repository's phantom scores
+    packaged = json.loads(entries[f"{NAME}/configs/metadata.json"])
+    trained = json.loads((trained_bundle / "models" / "metadata.json").read_text())
+    assert packaged == trained and "phantom_validation_mean_dice_cpu_settings" not in packaged["eval_metrics"]
+    assert json.loads(entries[f"{NAME}/models/plan.json"]) == json.loads(
+        (trained_bundle / "models" / "plan.json").read_text()
+    )
 
 
 def test_overrides_are_merged_into_train_and_inference(untrained_bundle: Path, tmp_path: Path) -> None:
