@@ -286,7 +286,6 @@ def test_train_json_copes_with_monailabel_overrides(trained_bundle: Path, tmp_pa
         config_file=[str(bundle / "configs" / "train.json"), str(small)],
         meta_file=str(bundle / "configs" / "metadata.json"),
         workflow_type="train",
-        bundle_root=str(bundle),
         **overrides,
     )
     workflow.initialize()

@@ -33,8 +33,33 @@ def test_inference_label_maps_equal_monai_resized_and_invertd(trained_bundle: Pa
     save = config["postprocessing"]["transforms"][-1]
     assert save["_target_"] == "SaveImaged"
     monai_chain = {
-        # the bundle before ResizeSlicesd / InvertToLabelsd
-        "preprocessing#transforms#4#_target_": "Resized",
+        # the bundle's preprocessing written out with MONAI's Resized, and the three MONAI transforms back
+        "preprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "LoadImaged", "keys": "image", "image_only": True},
+                {"_target_": "EnsureChannelFirstd", "keys": "image"},
+                {
+                    "_target_": "Orientationd",
+                    "keys": "image",
+                    "axcodes": "RAS",
+                    "labels": [["L", "R"], ["P", "A"], ["I", "S"]],
+                },
+                {
+                    "_target_": "l2gnet_monai.transforms.IntensityNormalizationd",
+                    "keys": "image",
+                    "modality": "@modality",
+                    "window": "@ct_window",
+                },
+                {
+                    "_target_": "Resized",
+                    "keys": "image",
+                    "mode": "bilinear",
+                    "spatial_size": "$l2gnet_monai.transforms.volume_size(@slice_size, @slice_axis)",
+                },
+                {"_target_": "EnsureTyped", "keys": "image"},
+            ],
+        },
         "postprocessing#transforms": [
             {"_target_": "Activationsd", "keys": "pred", "softmax": True},
             {
