@@ -27,6 +27,7 @@ _LAZY = {
     "LATEST": "l2gnet_monai.training.resume",
     "RandomStates": "l2gnet_monai.training.resume",
     "resolve_resume_path": "l2gnet_monai.training.resume",
+    "check_epoch_length": "l2gnet_monai.training.resume",
     "AtomicCheckpointSaver": "l2gnet_monai.training.checkpoint",
     "BestMetricState": "l2gnet_monai.training.best_model",
     "IsolatedValidationHandler": "l2gnet_monai.training.validation",
