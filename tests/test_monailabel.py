@@ -291,7 +291,8 @@ def test_train_json_copes_with_monailabel_overrides(trained_bundle: Path, tmp_pa
     workflow.initialize()
     parsed = workflow.parser.get_parsed_content
     assert parsed("val_interval") == 1 and parsed("amp") is False and parsed("device") == "cpu"
-    assert parsed("lr_scheduler").total_iters == len(parsed("train#dataloader"))
+    epoch_length = parsed("train#trainer").state.epoch_length
+    assert epoch_length == parsed("iterations_per_epoch") and parsed("lr_scheduler").total_iters == epoch_length
     assert type(parsed("train#handlers")[0]).__name__ == "CheckpointLoader"
     workflow.run()
     workflow.finalize()

@@ -144,7 +144,9 @@ def test_overrides_hold_the_paper_protocol(override: str) -> None:
     assert value("holdout_fraction") == 0  # never hold training cases out
     assert value("evaluation_split") == "test" and value("paper_table") == override
     assert value("hd95_in_mm") is False  # the protocol's medpy hd95 without spacing: voxels
-    iterations = value("max_epochs") * (SLICES[override] // value("batch_size"))
+    # an epoch is iterations_per_epoch iterations: one pass over the real training slices in batches of 24
+    assert value("iterations_per_epoch") == SLICES[override] // value("batch_size")
+    iterations = value("max_epochs") * value("iterations_per_epoch")
     if override == "synapse":
         # TransUNet: 150 epochs of the 2211 training slices, ~14k iterations; no validation set, so the test split
         # is scored once, after the last epoch, and models/model.pt is the final model

@@ -8,6 +8,8 @@
 * :mod:`~l2gnet_monai.training.lr_scheduler`: the paper's poly schedule, resumable onto a longer run;
 * :mod:`~l2gnet_monai.training.resume`: the random generators as checkpoint state, and ``--resume_from``;
 * :mod:`~l2gnet_monai.training.checkpoint`: checkpoints that are never half-written;
+* :mod:`~l2gnet_monai.training.best_model`: the best validation score as checkpoint state, kept by a resume;
+* :mod:`~l2gnet_monai.training.validation`: validation that leaves the training's random generators alone;
 * :mod:`~l2gnet_monai.training.codebook`: the codebook's statistics as epoch metrics;
 * :mod:`~l2gnet_monai.training.progress`: a progress bar with the loss;
 * :mod:`~l2gnet_monai.training.distributed`: device, main process and buffers of a ``torchrun`` job.
@@ -25,7 +27,10 @@ _LAZY = {
     "LATEST": "l2gnet_monai.training.resume",
     "RandomStates": "l2gnet_monai.training.resume",
     "resolve_resume_path": "l2gnet_monai.training.resume",
+    "check_epoch_length": "l2gnet_monai.training.resume",
     "AtomicCheckpointSaver": "l2gnet_monai.training.checkpoint",
+    "BestMetricState": "l2gnet_monai.training.best_model",
+    "IsolatedValidationHandler": "l2gnet_monai.training.validation",
     "CodebookStatsHandler": "l2gnet_monai.training.codebook",
     "ProgressBar": "l2gnet_monai.training.progress",
     "is_main_process": "l2gnet_monai.training.distributed",

@@ -29,8 +29,8 @@ class PolynomialLR(LRScheduler):
 
     Args:
         optimizer: the optimizer whose parameter groups' ``lr`` is set.
-        total_iters: number of steps until the learning rate reaches 0 (``max_epochs * len(dataloader)`` with a
-            step per iteration). Steps beyond it keep the learning rate at 0.
+        total_iters: number of steps until the learning rate reaches 0 (``max_epochs * iterations_per_epoch`` with
+            a step per iteration). Steps beyond it keep the learning rate at 0.
         power: exponent of the decay (0.9 in the paper's protocol).
         last_epoch: index of the last step taken; -1 starts a new schedule.
 
@@ -42,7 +42,7 @@ class PolynomialLR(LRScheduler):
         if int(total_iters) < 1:
             raise ValueError(
                 f"lr_scheduler: total_iters must be a positive number of steps, got {total_iters}; "
-                "check max_epochs and that the training dataloader is not empty."
+                "check max_epochs and iterations_per_epoch."
             )
         self.total_iters = int(total_iters)
         self.power = float(power)

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from ignite.engine import Engine
 
-__all__ = ["LATEST", "RandomStates", "resolve_resume_path"]
+__all__ = ["LATEST", "RandomStates", "check_epoch_length", "resolve_resume_path"]
 
 LATEST = "latest"
 """The ``resume_from`` value that means the newest periodic checkpoint of this bundle."""
@@ -104,3 +105,23 @@ def resolve_resume_path(resume_from: str | os.PathLike | None, latest_checkpoint
             "(models/checkpoint_latest.pt, checkpoint_final.pt or checkpoint_epoch=K.pt), or 'latest'."
         )
     return path
+
+
+def check_epoch_length(trainer: Engine, iterations_per_epoch: int) -> Engine:
+    """``trainer``, or a ``ValueError`` when a resumed checkpoint's epochs are not ``iterations_per_epoch`` long.
+
+    ignite restores the checkpoint's epoch length with the trainer's state, while the poly schedule's length comes
+    from this run's ``iterations_per_epoch``; with another value the epochs, validations and the schedule would
+    silently disagree.
+
+    Args:
+        trainer: the trainer, after the resume loader ran (or without a resume: nothing to check then).
+        iterations_per_epoch: this run's ``iterations_per_epoch``.
+    """
+    if trainer.state.epoch_length is not None and trainer.state.epoch_length != int(iterations_per_epoch):
+        raise ValueError(
+            f"iterations_per_epoch: the resumed checkpoint's epochs are {trainer.state.epoch_length} iterations, this "
+            f"run's iterations_per_epoch is {iterations_per_epoch}; resume with --iterations_per_epoch "
+            f"{trainer.state.epoch_length} (change max_epochs to change the budget)."
+        )
+    return trainer

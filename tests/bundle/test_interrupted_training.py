@@ -16,8 +16,10 @@ import torch
 from tests.bundle.conftest import REPO, config_files, copy_bundle
 
 MAX_EPOCHS = 3
-#: where the first run stops to be killed: iteration 9 of the second epoch (18 iterations per epoch)
-PAUSE_AT = 27
+#: iterations per epoch: fewer than the 18 batches of 2 in a pass over the 36 slices, so epochs end mid-pass
+ITERATIONS_PER_EPOCH = 12
+#: where the first run stops to be killed: iteration 9 of the second epoch
+PAUSE_AT = ITERATIONS_PER_EPOCH + 9
 
 
 def _pause_override(tmp_path: Path, marker: Path) -> Path:
@@ -39,8 +41,9 @@ def _start(
 ) -> subprocess.Popen:
     files = ",".join(f"'{f}'" for f in [*config_files(bundle, "train"), *map(str, overrides)])
     args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", f"[{files}]"]
-    # batch 2: 18 iterations per epoch; no validation, so checkpoint_latest.pt is the only checkpoint until the end
+    # batch 2; no validation, so checkpoint_latest.pt is the only checkpoint until the end
     args += ["--max_epochs", str(MAX_EPOCHS), "--batch_size", "2", "--val_interval", "100"]
+    args += ["--iterations_per_epoch", str(ITERATIONS_PER_EPOCH)]
     args += ["--phantom_dir", str(phantom_dir), *extra]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     with open(log, "w") as out:
@@ -79,8 +82,9 @@ def test_a_run_killed_mid_epoch_resumes_from_latest_and_loses_at_most_one_epoch(
     saved = _latest_state(latest)
     assert saved is not None, "no checkpoint_latest.pt after the first epoch:\n" + first_log.read_text()[-3000:]
     steps = saved["epoch_length"]
+    assert steps == ITERATIONS_PER_EPOCH
     assert saved["iteration"] == steps  # the end of the first epoch: the last checkpoint before the kill
-    # the work done before the kill, from the progress bar: "Epoch [e/3]: [i/18]" after each iteration
+    # the work done before the kill, from the progress bar: "Epoch [e/3]: [i/12]" after each iteration
     progress = re.findall(r"Epoch \[(\d+)/\d+\]: \[(\d+)/\d+\]", first_log.read_text())
     epoch, iteration = map(int, progress[-1])
     done = (epoch - 1) * steps + iteration

@@ -8,8 +8,9 @@ import random
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Engine
 
-from l2gnet_monai.training.resume import RandomStates, resolve_resume_path
+from l2gnet_monai.training.resume import RandomStates, check_epoch_length, resolve_resume_path
 
 
 def _draws() -> tuple:
@@ -40,3 +41,11 @@ def test_resume_from_is_resolved_or_refused_with_the_path(tmp_path) -> None:
         resolve_resume_path(other, latest)
     other.write_bytes(b"x")
     assert resolve_resume_path(str(other), latest) == str(other)
+
+
+def test_a_resume_with_other_epochs_is_refused_naming_both_lengths() -> None:
+    trainer = Engine(lambda engine, batch: None)
+    trainer.load_state_dict({"iteration": 8, "epoch_length": 4, "max_epochs": 3})  # as the resume loader does
+    assert check_epoch_length(trainer, 4) is trainer
+    with pytest.raises(ValueError, match="epochs are 4 iterations, this run's iterations_per_epoch is 3"):
+        check_epoch_length(trainer, 3)
