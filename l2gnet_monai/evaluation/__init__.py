@@ -12,6 +12,8 @@
 * :mod:`~l2gnet_monai.evaluation.tables`: the paper's Table 1 / Table 2 and our row beside them (for the paper's
   classes), or a per-class table for any other dataset;
 * :mod:`~l2gnet_monai.evaluation.folders`: scoring a folder of predicted NIfTI files against their ground truth;
+* :mod:`~l2gnet_monai.evaluation.provenance`: how an evaluation ran (precision, compile, device, versions, the
+  checkpoint's SHA-256, the plan), recorded in ``summary.json`` and the report;
 * :mod:`~l2gnet_monai.evaluation.report`: the self-contained ``report.html`` with tables, box plots and pictures;
 * :mod:`~l2gnet_monai.evaluation.handler`: all of it as an engine handler of the bundle's evaluation;
 * :mod:`~l2gnet_monai.evaluation.key_metric`: the evaluator's key metric, named after the split it scores.
@@ -49,6 +51,10 @@ _LAZY = {
     "case_name_from_path": "l2gnet_monai.evaluation.folders",
     "infer_class_names": "l2gnet_monai.evaluation.folders",
     "evaluate_folders": "l2gnet_monai.evaluation.folders",
+    "RUN_INFO_KEYS": "l2gnet_monai.evaluation.provenance",
+    "describe_device": "l2gnet_monai.evaluation.provenance",
+    "file_sha256": "l2gnet_monai.evaluation.provenance",
+    "run_provenance": "l2gnet_monai.evaluation.provenance",
     "ReportBuilder": "l2gnet_monai.evaluation.report",
     "REPORT_NAME": "l2gnet_monai.evaluation.report",
     "REPORT_FILES": "l2gnet_monai.evaluation.report",

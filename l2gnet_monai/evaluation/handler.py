@@ -17,6 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from l2gnet_monai.evaluation.metrics import compute_case_metrics
+from l2gnet_monai.evaluation.provenance import RUN_INFO_KEYS, run_provenance
 from l2gnet_monai.evaluation.report import ReportBuilder
 from l2gnet_monai.evaluation.results import EvaluationResults, write_results
 from l2gnet_monai.evaluation.tables import format_report, network_label, resolve_paper_table
@@ -41,6 +42,12 @@ class PaperMetricsHandler:
     (Synapse's or ACDC's, by name), a per-class table otherwise. The summary is also stored in
     ``engine.state.metrics`` (``mean_dsc``, ``mean_hd95``).
 
+    The summary and the report also record how the evaluation ran (``summary.json``'s ``"run"``, see
+    :func:`~l2gnet_monai.evaluation.run_provenance`): the precision the network ran in (resolved, never
+    ``"auto"``), the compile setting and whether the network ran compiled, the device, the torch, MONAI and
+    package versions, the checkpoint's SHA-256 and the plan; ``run_info`` names them, the engine's ``inferer``
+    and device fill in what it leaves out.
+
     With ``report`` (the default) it also writes ``report.html`` and its pictures (``report_files/``) beside
     them (see :mod:`l2gnet_monai.evaluation.report`): for that it keeps, per case, only the few chosen 2-D slices of
     image,
@@ -64,9 +71,12 @@ class PaperMetricsHandler:
         modality: ``"CT"`` or ``"MRI"``: the report's display windowing.
         display_window: CT display window of the (inverted) image; ``(0, 1)`` for the bundle's normalised images.
         slice_axis: the RAS axis the report's pictures slice across, the plan's (0 sagittal, 1 coronal, 2 axial).
+        run_info: what the evaluation ran with, from the config: ``device``, ``inferer``, ``checkpoint`` (the
+            weights' path) and ``plan`` (the training plan, a dict); each is optional.
 
     Raises:
-        ValueError: ``dataset`` is unknown or names a table whose classes ``class_names`` lacks.
+        ValueError: ``dataset`` is unknown or names a table whose classes ``class_names`` lacks; ``run_info``
+            has a key other than :data:`~l2gnet_monai.evaluation.provenance.RUN_INFO_KEYS`.
     """
 
     def __init__(
@@ -82,7 +92,14 @@ class PaperMetricsHandler:
         modality: str = "CT",
         display_window: Sequence[float] | None = (0.0, 1.0),
         slice_axis: int = 2,
+        run_info: Mapping[str, Any] | None = None,
     ) -> None:
+        unknown = sorted(set(run_info or {}) - set(RUN_INFO_KEYS))
+        if unknown:
+            raise ValueError(
+                f"PaperMetricsHandler: run_info has unknown keys {unknown}; expected some of {RUN_INFO_KEYS}."
+            )
+        self.run_info = dict(run_info or {})
         self.class_names = {int(k): v for k, v in class_names.items() if int(k) != 0}
         self.output_dir = output_dir
         self.dataset = resolve_paper_table(dataset, self.class_names)
@@ -105,6 +122,8 @@ class PaperMetricsHandler:
         if name is None and isinstance(getattr(engine, "network", None), torch.nn.Module):
             name = network_label(type(unwrap_network(engine.network)))
         self.results = self._new_results(name)
+        info = {"inferer": getattr(engine, "inferer", None), "device": getattr(engine.state, "device", None)}
+        self.results.run_info = run_provenance(**{**info, **self.run_info})
         if self.report is not None:
             self.report.reset()
             network = unwrap_network(getattr(engine, "network", None))
@@ -117,11 +136,15 @@ class PaperMetricsHandler:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
         engine.add_event_handler(Events.COMPLETED, self._report)
         engine.add_event_handler(Events.TERMINATE, self._detach_codes)
-        engine.add_event_handler(Events.EXCEPTION_RAISED, self._detach_codes)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
 
     def _detach_codes(self, engine: Engine, *args: Any) -> None:
         if self._codes is not None:
             self._codes.detach()
+
+    def _failed(self, engine: Engine, error: Exception) -> None:
+        self._detach_codes(engine)
+        raise error  # ignite re-raises only when no handler listens to EXCEPTION_RAISED: pass it on, as MONAI's do
 
     @staticmethod
     def _label_map(x: torch.Tensor) -> np.ndarray:
@@ -150,6 +173,10 @@ class PaperMetricsHandler:
     def _report(self, engine: Engine) -> None:
         if not self.results.per_case:
             return
+        compiled = getattr(self.run_info.get("inferer", getattr(engine, "inferer", None)), "compiled", None)
+        network = unwrap_network(getattr(engine, "network", None))
+        if self.results.run_info is not None and callable(compiled) and isinstance(network, torch.nn.Module):
+            self.results.run_info["compiled"] = compiled(network) is not None
         paths = write_results(self.results, self.output_dir)
         summary = self.results.summary()
         engine.state.metrics["mean_dsc"] = summary["mean_dsc"]

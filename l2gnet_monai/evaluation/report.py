@@ -232,6 +232,7 @@ class ReportBuilder:
             if self.class_code_counts is not None:
                 sections.append(self._code_section(files))
             sections.append(self._cases_section(results, files))
+            sections.append(_run_section(summary.get("run")))
             title = f"Evaluation report: {summary.get('method') or 'segmentation'}, {summary['num_cases']} cases"
             page = (
                 "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
@@ -363,6 +364,21 @@ class ReportBuilder:
                 f"<h3>{html.escape(case)}</h3>\n<img src='{REPORT_FILES}/{name}' alt='{html.escape(case, True)}'>"
             )
         return "\n".join(parts)
+
+
+def _run_section(run: Mapping[str, Any] | None) -> str:
+    """The "How it ran" table: ``summary.json``'s ``"run"`` (precision, compile, device, versions, checkpoint, plan)."""
+    if not run:
+        return ""
+    rows = [
+        [key, json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)]
+        for key, value in run.items()
+    ]
+    return (
+        "<h2>How it ran</h2>\n" + _html_table(["Setting", "Value"], rows) + "<p class='note'>The precision the "
+        "network ran in, the compile setting, the device, the versions, the weights' SHA-256 and their training "
+        'plan, as recorded in summary.json\'s "run".</p>'
+    )
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], ours: Sequence[str] | None = None) -> str:

@@ -67,6 +67,8 @@ class EvaluationResults:
         hd95_method: ``"medpy"`` or ``"monai"``.
         method: what was scored, e.g. ``"L2GNet (resnet50)"`` (see :func:`~l2gnet_monai.evaluation.network_label`);
             recorded in the summary as ``"method"`` and used as the row label of the tables.
+        run_info: how the evaluation ran (:func:`~l2gnet_monai.evaluation.run_provenance`: precision, compile,
+            device, versions, checkpoint SHA-256, plan); recorded in the summary as ``"run"``.
     """
 
     class_names: dict[int, str]
@@ -74,6 +76,7 @@ class EvaluationResults:
     hd95_unit: str = "voxel"
     hd95_method: str = "medpy"
     method: str | None = None
+    run_info: dict[str, Any] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One ``{"case", "class", "dice", "hd95"}`` row per case and class, cases in insertion order."""
@@ -85,13 +88,16 @@ class EvaluationResults:
         ]
 
     def summary(self) -> dict[str, Any]:
-        """:func:`aggregate` plus ``hd95_unit``, ``hd95_method``, the class names and (when known) ``method``."""
+        """:func:`aggregate` plus ``hd95_unit``, ``hd95_method``, the class names and (when known) ``method`` and
+        ``run`` (how the evaluation ran)."""
         out = aggregate(self.per_case, self.class_names)
         out["hd95_unit"] = self.hd95_unit
         out["hd95_method"] = self.hd95_method
         if self.method is not None:
             out["method"] = self.method
         out["class_names"] = {str(k): v for k, v in _check_class_names(self.class_names).items()}
+        if self.run_info is not None:
+            out["run"] = dict(self.run_info)
         return out
 
 

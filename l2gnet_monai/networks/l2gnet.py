@@ -271,6 +271,10 @@ class L2GNet(nn.Module):
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load weights that fit this network exactly, whatever ``strict`` says.
 
+        Entries that are this network's own tensors count as missing: that is how a lenient loader (MONAI's
+        ``CheckpointLoader(strict_shape=False)``, ``copy_model_state``) hands over what a checkpoint lacked. To
+        reload a network's own weights, pass a copy (``{k: v.clone() for k, v in net.state_dict().items()}``).
+
         Args:
             state_dict: parameters and buffers, as :meth:`state_dict` returns them.
             strict: accepted for compatibility; a partial or mis-shaped state dict is refused either way.
@@ -280,8 +284,12 @@ class L2GNet(nn.Module):
             CheckpointMismatchError: missing, unexpected or mis-shaped entries; the message lists them and says
                 what network the checkpoint holds.
         """
-        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+        own = self.state_dict()
+        expected = {k: tuple(v.shape) for k, v in own.items()}
+        # MONAI's CheckpointLoader(strict_shape=False) and copy_model_state fill in what a checkpoint lacks with the
+        # network's own tensors: those entries are missing from the checkpoint, whatever the dict says
+        filled = {k for k, v in state_dict.items() if k in own and _same_storage(v, own[k])}
+        found = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor) and k not in filled}
         missing = sorted(set(expected) - set(found))
         unexpected = sorted(set(found) - set(expected))
         shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
@@ -290,7 +298,14 @@ class L2GNet(nn.Module):
             raise CheckpointMismatchError(
                 f"L2GNet: the checkpoint does not fit this network ({describe_checkpoint(expected)}); it holds "
                 f"{describe_checkpoint(found)}. {len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected "
-                f"{unexpected[:3]}, {len(shapes)} of another shape [{mis_shaped}]. Build the network with the "
+                f"{unexpected[:3]}, {len(shapes)} of another shape [{mis_shaped}]"
+                + (
+                    f" ({len(filled)} filled in with the network's own tensors by a lenient loader, e.g. MONAI's "
+                    "CheckpointLoader(strict_shape=False))"
+                    if filled
+                    else ""
+                )
+                + ". Build the network with the "
                 "settings it was trained with: keep the plan.json that training wrote beside model.pt (the bundle's "
                 "configs read it), or repeat the training's network_def overrides (e.g. configs/cpu.json)."
             )
@@ -363,6 +378,13 @@ class L2GNet(nn.Module):
         "Compute the loss once after each training forward pass, on its logits "
         "(net.pop_quantization_loss() discards a recorded loss you do not want)."
     )
+
+
+def _same_storage(value: Any, own: torch.Tensor) -> bool:
+    """Whether ``value`` is ``own`` (the network's tensor) rather than a tensor read from a checkpoint."""
+    if not isinstance(value, torch.Tensor) or value.device != own.device or own.numel() == 0:
+        return False
+    return value.data_ptr() == own.data_ptr() != 0
 
 
 def describe_checkpoint(shapes: Mapping[str, Any]) -> str:

@@ -14,18 +14,26 @@ from monai.networks.layers import EMAQuantizer
 __all__ = ["CodebookQuantizer"]
 
 
+def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    """float32 for reduced-precision dtypes, ``dtype`` itself for float32 and float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class CodebookQuantizer(EMAQuantizer):
     """EMA vector quantizer (VQ-VAE) that keeps its codebook in use.
 
     Codebook collapse is the known failure of VQ bottlenecks with wide codes: with a random
     initialisation far from the encoder's outputs only a handful of codes ever win. On top of
     :class:`monai.networks.layers.EMAQuantizer` (nearest code, straight-through estimator, EMA codebook
-    updates with Laplace smoothing, commitment loss ``beta ||z - sg[e]||^2``, float32 under AMP) this
+    updates with Laplace smoothing, commitment loss ``beta ||z - sg[e]||^2``) this
     class
 
     * initialises the codebook from the encoder's outputs on the first training batch;
     * restarts *dead* codes: a code whose EMA usage falls below ``dead_code_threshold`` times the usage
       of a uniformly used codebook is moved onto a random encoder output of the current batch;
+    * searches the nearest code and returns the codes in float32 under any autocast (CPU included, where
+      MONAI's own search would run its distance product in bfloat16), so that reduced precision neither
+      rounds the distances nor the codes that go on to the L2GMapper;
     * records, for every training batch, ``perplexity`` (``exp`` of the entropy of the code histogram),
       ``usage`` (fraction of codes used) and ``restarted_codes``.
 
@@ -138,7 +146,9 @@ class CodebookQuantizer(EMAQuantizer):
                 self._initialise_from(flat_input)
             elif self.dead_code_threshold > 0:
                 self._restart_dead_codes(flat_input)
-        quantized, loss, indices = EMAQuantizer.forward(self, inputs)
+        # MONAI's quantize turns off CUDA autocast only: on CPU the distances would be bf16 products
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            quantized, loss, indices = EMAQuantizer.forward(self, inputs.to(_at_least_float32(inputs.dtype)))
         with torch.no_grad():
             flat_indices = indices.flatten()  # a scatter, unlike bincount, needs no host read of the largest index
             counts = torch.zeros(self.num_embeddings, device=inputs.device).scatter_add_(
@@ -155,9 +165,11 @@ class CodebookQuantizer(EMAQuantizer):
             inputs: encoder output ``(B, D, *spatial)``.
 
         Returns:
-            ``quantized`` (same shape as ``inputs``, straight-through gradient to ``inputs``),
-            the commitment loss (scalar) and the code indices ``(B, *spatial)``. In training mode the
-            codebook is initialised, restarted and EMA-updated first (see the class docstring).
+            ``quantized`` (same shape as ``inputs``, straight-through gradient to ``inputs``; float32, float64 for
+            float64 inputs: the codes leave the quantizer as the codebook holds them, also under bf16/fp16
+            autocast, so that the L2GMapper's float32 transport sees the same codes at any precision), the
+            commitment loss (scalar) and the code indices ``(B, *spatial)``. In training mode the codebook is
+            initialised, restarted and EMA-updated first (see the class docstring).
         """
         if self.training:
             return self._training_forward(inputs)
@@ -169,9 +181,11 @@ class CodebookQuantizer(EMAQuantizer):
     def _eval_forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Nearest codes in float32, without the one-hot encodings that only the EMA update needs.
 
-        The commitment loss is computed only when gradients are enabled (under ``no_grad``, as in
-        inference, nothing can use it, and a zero is returned).
+        The codes are returned in float32 (float64 for float64 inputs), also for bfloat16 or float16 inputs. The
+        commitment loss is computed only when gradients are enabled (under ``no_grad``, as in inference, nothing
+        can use it, and a zero is returned).
         """
+        inputs = inputs.to(_at_least_float32(inputs.dtype))
         flat_input = inputs.float().permute(self.flatten_permutation).reshape(-1, self.embedding_dim)
         codebook = self.embedding.weight.float()
         # same expression as EMAQuantizer.quantize, so eval and training pick the same code on near ties

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import shutil
@@ -94,6 +95,12 @@ def test_evaluation_writes_per_case_scores_and_prints_the_table(trained_bundle: 
     summary = json.loads((trained_bundle / "eval" / "summary.json").read_text())
     assert summary["num_cases"] == 2 and summary["hd95_unit"] == "mm"
     assert 0.0 <= summary["mean_dsc"] <= 1.0
+    # how it ran: float32 by default (the scores must not depend on the machine), and which weights and plan
+    run = summary["run"]
+    assert run["precision"] == "float32" and run["precision_setting"] == "fp32" and run["torch"] == torch.__version__
+    assert run["checkpoint_sha256"] == hashlib.sha256((trained_bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    assert run["plan"] == json.loads((trained_bundle / "models" / "plan.json").read_text())
+    assert run["checkpoint_sha256"] in (trained_bundle / "eval" / "report.html").read_text()
 
 
 def test_inference_writes_label_maps_in_the_input_geometry(trained_bundle: Path) -> None:

@@ -218,3 +218,76 @@ def test_small_l2gnet_overfits_a_tiny_batch_without_codebook_collapse() -> None:
     assert dice > 0.9, f"Dice {dice:.3f} after {step} steps"
     assert losses[-1] < 0.5 * losses[0]
     assert float(net.codebook_stats["perplexity"]) > 8, net.codebook_stats  # 64 positions did not fall onto one code
+
+
+def _mapper_inputs(net: L2GNet, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """What the L2GMapper receives for ``x``, in float32 or under CPU autocast in ``dtype``."""
+    seen: list[torch.Tensor] = []
+    hook = net.mapper.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            net(x)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_under_autocast_the_mapper_receives_the_float32_codes_of_the_float32_path(dtype: torch.dtype) -> None:
+    net = initialised_small_net()
+    x = torch.randn(2, 1, 64, 64)
+    reference = _mapper_inputs(net, x, None)
+    codes = _mapper_inputs(net, x, dtype)
+    assert codes.dtype == torch.float32
+    # the codebook's rows themselves, not rounded to the autocast dtype on the way
+    rows = codes.permute(0, 2, 3, 1).reshape(-1, codes.shape[1])
+    assert torch.isin(rows, net.quantizer.embedding.weight).all()
+    torch.testing.assert_close(codes, reference, rtol=0, atol=0)
+
+
+def _load_with_checkpoint_loader(net: L2GNet, path, **kwargs) -> None:
+    from ignite.engine import Engine
+    from monai.handlers import CheckpointLoader
+
+    CheckpointLoader(load_path=str(path), load_dict={"model": net}, **kwargs)(Engine(lambda engine, batch: None))
+
+
+@pytest.mark.parametrize("loader", ["CheckpointLoader(strict_shape=False)", "copy_model_state, strict=False"])
+def test_a_lenient_load_of_another_backbone_is_refused_and_changes_nothing(loader: str, tmp_path) -> None:
+    from monai.networks.utils import copy_model_state
+
+    from l2gnet_monai.networks import CheckpointMismatchError
+
+    torch.manual_seed(0)
+    torch.save({"model": small_net(backbone="resnet18").state_dict()}, tmp_path / "model.pt")
+    net = small_net(backbone="resnet34")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError, match="does not fit.*resnet34.*filled in with the network's own"):
+        if loader.startswith("CheckpointLoader"):
+            _load_with_checkpoint_loader(net, tmp_path / "model.pt", strict=False, strict_shape=False)
+        else:
+            checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)["model"]
+            net.load_state_dict(copy_model_state(net, checkpoint, inplace=False)[0], strict=False)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_a_fitting_checkpoint_still_loads_through_copy_model_state_and_strict_false() -> None:
+    from monai.networks.utils import copy_model_state
+
+    torch.manual_seed(0)
+    trained = small_net()
+    net = small_net()
+    net.load_state_dict(copy_model_state(net, trained.state_dict(), inplace=False)[0], strict=False)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, trained.state_dict()[key]), key
+
+
+def test_checkpoint_loader_with_strict_shape_false_is_refused_even_for_a_fitting_checkpoint(tmp_path) -> None:
+    """MONAI's CheckpointLoader(strict_shape=False) merges the checkpoint's dict ({"model": ...}) rather than the
+    state dict inside it, so it takes nothing from any checkpoint; the network would keep its random weights."""
+    from l2gnet_monai.networks import CheckpointMismatchError
+
+    torch.save({"model": small_net().state_dict()}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointMismatchError, match="filled in with the network's own tensors"):
+        _load_with_checkpoint_loader(small_net(), tmp_path / "model.pt", strict=False, strict_shape=False)

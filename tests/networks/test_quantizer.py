@@ -145,3 +145,19 @@ def test_eval_under_no_grad_skips_the_loss_and_stays_float32_under_autocast() ->
     assert with_grad[1].item() > 0 and loss.item() == 0.0
     assert torch.equal(indices, with_grad[2]) and torch.equal(autocast_indices, indices)
     torch.testing.assert_close(quantized, with_grad[0])
+
+
+def test_training_under_cpu_autocast_picks_the_float32_codes_and_returns_them_in_float32() -> None:
+    """MONAI's search turns off CUDA autocast only: on CPU its distance product ran in bfloat16 and, for codes
+    far from the origin, picked another code for almost every input."""
+    torch.manual_seed(0)
+    codebook = torch.randn(64, 8) + 50
+    x = torch.randn(2, 8, 8, 8) * 0.5 + 50
+    picked = {}
+    for name, autocast in (("fp32", False), ("bf16", True)):
+        quantizer = CodebookQuantizer(2, num_embeddings=64, embedding_dim=8, data_init=False, dead_code_threshold=0)
+        quantizer.train().embedding.weight.data.copy_(codebook)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            quantized, _, picked[name] = quantizer(x)
+        assert quantized.dtype == torch.float32
+    torch.testing.assert_close(picked["bf16"], picked["fp32"], rtol=0, atol=0)

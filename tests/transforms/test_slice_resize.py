@@ -188,3 +188,25 @@ def test_bad_inputs_are_one_line_errors() -> None:
     pre = Compose([ResizeSlicesd("image", [8, 8, -1])])
     with pytest.raises(ValueError, match="'image' must be the preprocessed image as a MetaTensor"):
         InvertToLabelsd("pred", pre)({"image": torch.rand(1, 8, 8, 3), "pred": torch.rand(2, 8, 8, 3)})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_invert_to_labels_refuses_nan_or_inf_scores_naming_the_case(bad: float) -> None:
+    """Without the check, the argmax turned NaN scores into background labels without a word."""
+    pre = Compose([ResizeSlicesd("image", [6, 5, -1]), EnsureTyped("image")])
+    image = _volume([12, 10, 4], channels=1)
+    image.meta["filename_or_obj"] = "/data/imagesTs/case_0007.nii.gz"
+    data = pre({"image": image})["image"]
+    logits = torch.randn(3, *data.shape[1:], generator=torch.Generator().manual_seed(5))
+    logits[:, 2, 3, 1] = bad
+    with pytest.raises(FloatingPointError, match=r"'pred' for case /data/imagesTs/case_0007.nii.gz hold 3 NaN or Inf"):
+        InvertToLabelsd("pred", pre)({"image": data, "pred": logits})
+
+
+def test_invert_to_labels_accepts_finite_scores_whose_sum_overflows() -> None:
+    pre = Compose([ResizeSlicesd("image", [6, 5, -1]), EnsureTyped("image")])
+    data = pre({"image": _volume([12, 10, 4], channels=1)})["image"]
+    logits = torch.zeros(3, *data.shape[1:])
+    logits[1] = 3e38  # finite, but a float32 sum of them is Inf
+    labels = InvertToLabelsd("pred", pre)({"image": data, "pred": logits})["pred"]
+    assert (labels == 1).all()
