@@ -305,9 +305,9 @@ class L2GNet(nn.Module):
                     if filled
                     else ""
                 )
-                + ". Build the network with the "
-                "settings it was trained with: keep the plan.json that training wrote beside model.pt (the bundle's "
-                "configs read it), or repeat the training's network_def overrides (e.g. configs/cpu.json)."
+                + ". Build the network with the settings it was trained with: load the model.pt that training wrote "
+                "(it carries its plan, which the bundle's configs read), or for a plain state dict repeat the "
+                "training's network_def settings (e.g. configs/cpu.json)."
             )
         return super().load_state_dict(state_dict, strict=True, assign=assign)
 
