@@ -110,3 +110,26 @@ def test_a_ddp_wrapped_network_runs_through_its_module_without_layout_change(tmp
         assert network.encoder.conv1.weight.is_contiguous()
     finally:
         dist.destroy_process_group()
+
+
+def test_validation_during_training_leaves_the_trained_module_as_it_was() -> None:
+    from monai.engines import SupervisedEvaluator
+
+    net = initialised_small_net().train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    parameters = {name: (p, p.data_ptr()) for name, p in net.named_parameters()}
+    batch = [{"image": torch.randn(1, 1, 64, 64, 5), "label": torch.zeros(1, 1, 64, 64, 5)}]
+    for _ in range(2):  # train, validate, train, validate: the engine copies the new weights each time
+        optimizer.zero_grad()
+        net(torch.randn(2, 1, 64, 64)).mean().backward()
+        optimizer.step()
+        engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")
+        evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=batch, network=net, inferer=engine)
+        evaluator.run()
+        net.train()  # what the trainer does after validation
+        with torch.no_grad():  # the trained weights, slice by slice
+            expected = torch.stack([net.eval()(batch[0]["image"][..., i])[0] for i in range(5)], dim=-1)
+        torch.testing.assert_close(evaluator.state.output[0]["pred"], expected, atol=1e-5, rtol=1e-5)
+        net.train()
+    assert {name: (p, p.data_ptr()) for name, p in net.named_parameters()} == parameters
+    assert all(p.is_contiguous() for p in net.parameters()), "the trained module keeps its memory format"
