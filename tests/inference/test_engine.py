@@ -124,7 +124,9 @@ def test_validation_during_training_leaves_the_trained_module_as_it_was() -> Non
         net(torch.randn(2, 1, 64, 64)).mean().backward()
         optimizer.step()
         engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")
-        evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=batch, network=net, inferer=engine)
+        evaluator = SupervisedEvaluator(
+            device=torch.device("cpu"), val_data_loader=batch, epoch_length=1, network=net, inferer=engine
+        )
         evaluator.run()
         net.train()  # what the trainer does after validation
         with torch.no_grad():  # the trained weights, slice by slice
