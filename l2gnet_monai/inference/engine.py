@@ -29,9 +29,10 @@ calls go on eagerly, and calls run the compiled network once it is ready.
 
 One engine may be shared by threads (a server answering requests in parallel): what it learns (copies, batch
 sizes, compiled graphs, eager time) is kept per network in weak-keyed caches that never refer back to the
-network, decided once under a lock, and nothing of a call is stored on the engine. It changes no process-wide
-setting: on CUDA, ``torch.backends.cudnn.benchmark = True`` is faster for fixed slice sizes and is left to the
-caller (the bundle's ``inference.json`` sets it at ``initialize``).
+network, decided once under a lock, and nothing of a call is stored on the engine (with ``compile``, threads need
+torch >= 2.13, the version tested: under torch 2.3 threads running compiled and eager code at once crashed). It
+changes no process-wide setting: on CUDA, ``torch.backends.cudnn.benchmark = True`` is faster for fixed slice
+sizes and is left to the caller (the bundle's ``inference.json`` sets it at ``initialize``).
 """
 
 from __future__ import annotations
