@@ -25,7 +25,8 @@ and, optionally, compilation (``compile``): ``torch.compile`` with frozen weight
 1.2-1.3x faster than eager on a 2-core AVX-512 CPU after a compilation of 20-60 s. ``compile="auto"`` pays that
 price only when the work is long enough, and never on a request's path: the network runs eagerly until it has
 spent ``compile_after`` seconds (by default about one compilation), then a background thread compiles it while
-calls go on eagerly, and calls run the compiled network once it is ready.
+calls go on eagerly, and calls run the compiled network once it is ready (from torch 2.13, see
+:data:`BACKGROUND_COMPILATION`; older versions compile in the call that crosses the budget).
 
 One engine may be shared by threads (a server answering requests in parallel): what it learns (copies, batch
 sizes, compiled graphs, eager time) is kept per network in weak-keyed caches that never refer back to the
@@ -73,6 +74,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 COMPILE_CHOICES = (False, True, "auto")
+
+#: Whether ``compile="auto"`` compiles in a background thread: from the torch version tested with threads running
+#: compiled and eager code at once (2.13); under torch 2.3 that crashed, so older versions compile in the call that
+#: crosses the budget, which waits for it.
+BACKGROUND_COMPILATION = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 13)
 
 
 class BatchSizeChoice(NamedTuple):
@@ -297,8 +303,15 @@ class TunedSliceInferer(SliceInferer):
             entry = entry or CompiledInference(network, batch_size, memory_format)
             example = _one_slice(inputs, self.spatial_dim, key[0]).to(device)
             example = example.repeat(batch_size, *([1] * (example.ndim - 1))).contiguous(memory_format=memory_format)
-            if self.compile is True:
-                entry.compile(example)
+            if self.compile is True or not BACKGROUND_COMPILATION:
+                try:
+                    entry.compile(example)
+                except CompilationError as error:
+                    if self.compile is True:
+                        raise
+                    logger.warning("TunedSliceInferer(compile='auto'): %s; running eagerly.", error)
+                    state.eager_only = True
+                    return None
                 state.compiled[key] = entry
                 return entry
             grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()

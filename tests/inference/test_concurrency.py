@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from l2gnet_monai.inference.compilation import compiler_available
-from l2gnet_monai.inference.engine import TunedSliceInferer
+from l2gnet_monai.inference.engine import BACKGROUND_COMPILATION, TunedSliceInferer
 from tests.networks.test_l2gnet import initialised_small_net, small_net
 
 SETTINGS = {"roi_size": (64, 64), "precision": "fp32", "max_batch_size": 8}
@@ -33,16 +33,9 @@ def _rss_mib() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-#: torch 2.3 (the floor) crashed (SIGSEGV) or returned wrong objects when threads ran compiled and eager code at once;
-#: 2.13 passes. Versions in between are untested.
-THREADS_WITH_COMPILE_TESTED = (2, 13)
-
-
 @pytest.mark.skipif(not compiler_available(torch.device("cpu"))[0], reason="no C++ compiler for Inductor")
-@pytest.mark.skipif(
-    tuple(int(v) for v in torch.__version__.split(".")[:2]) < THREADS_WITH_COMPILE_TESTED,
-    reason="threads sharing compiled code crash torch 2.3's Dynamo; tested from torch 2.13",
-)
+# torch 2.3 (the floor) crashed (SIGSEGV) or returned wrong objects with threads running compiled and eager code
+@pytest.mark.skipif(not BACKGROUND_COMPILATION, reason="threads with compiled code: tested from torch 2.13")
 def test_threads_sharing_one_engine_get_the_sequential_eager_outputs() -> None:
     net = initialised_small_net()
     volumes = _volumes()
