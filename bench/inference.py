@@ -188,11 +188,11 @@ def network_table(args: argparse.Namespace, device: torch.device) -> Dict[str, A
         engine = TunedSliceInferer(roi_size=(size, size), spatial_dim=2, precision="auto")
         with torch.no_grad():
             engine(volume, tuned)  # measures the batch size (the engine-auto setting measures it again)
-        batch = engine.sw_batch_size
+        ((batch, measured),) = engine.batch_size_choices(tuned).values()
         results["networks"][net_name] = {
             "gflops_per_slice": flops[net_name],
             "engine_batch_size": batch,
-            "engine_measured_slices_per_s": engine.batch_size_measurements,
+            "engine_measured_slices_per_s": measured,
         }
         for setting, fn in inference_settings(net, tuned, size, batch, compiled=compiled_settings(args)).items():
             tasks[f"{net_name}/{setting}"] = fn
@@ -344,7 +344,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
     return {
         "volume": args.volume,
         "slice_size": parser.get_parsed_content("slice_size"),
-        "engine_batch_size": inferer.sw_batch_size,
+        "engine_batch_size": [choice.batch_size for choice in inferer.batch_size_choices(network).values()],
         "precision": str(inferer.autocast_dtype(device)),
         "compiled": inferer.compiled(network) is not None,
         "rounds": rounds,

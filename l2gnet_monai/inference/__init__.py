@@ -7,7 +7,9 @@
 
 * :mod:`~l2gnet_monai.inference.engine`: :class:`TunedSliceInferer`, MONAI's ``SliceInferer`` with those choices
   made for the device;
-* :mod:`~l2gnet_monai.inference.compilation`: ``torch.compile`` with frozen weights for inference.
+* :mod:`~l2gnet_monai.inference.compilation`: ``torch.compile`` with frozen weights for inference;
+* :mod:`~l2gnet_monai.inference.precision` and :mod:`~l2gnet_monai.inference.batch_size`: the precision and the
+  batch size it chooses.
 
 May import torch and MONAI only: any 2-D network runs through it.
 """
@@ -18,14 +20,17 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "PRECISIONS": "l2gnet_monai.inference.engine",
+    "PRECISIONS": "l2gnet_monai.inference.precision",
+    "BatchSizeChoice": "l2gnet_monai.inference.engine",
     "TunedSliceInferer": "l2gnet_monai.inference.engine",
-    "cpu_has_native_bf16": "l2gnet_monai.inference.engine",
-    "measure_batch_size": "l2gnet_monai.inference.engine",
-    "resolve_precision": "l2gnet_monai.inference.engine",
+    "cpu_has_native_bf16": "l2gnet_monai.inference.precision",
+    "measure_batch_size": "l2gnet_monai.inference.batch_size",
+    "resolve_precision": "l2gnet_monai.inference.precision",
+    "COMPILE_LOCK": "l2gnet_monai.inference.compilation",
     "CompilationError": "l2gnet_monai.inference.compilation",
     "CompiledInference": "l2gnet_monai.inference.compilation",
     "compiler_available": "l2gnet_monai.inference.compilation",
+    "detached_copy": "l2gnet_monai.inference.compilation",
     "weights_version": "l2gnet_monai.inference.compilation",
 }
 

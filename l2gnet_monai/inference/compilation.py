@@ -21,15 +21,27 @@ import copy
 import itertools
 import logging
 import shutil
+import threading
 import time
+import weakref
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["CompilationError", "CompiledInference", "compiler_available", "weights_version"]
+__all__ = [
+    "COMPILE_LOCK",
+    "CompilationError",
+    "CompiledInference",
+    "compiler_available",
+    "detached_copy",
+    "weights_version",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Held by every compilation in the process, so that one thread at a time patches Inductor's configuration.
+COMPILE_LOCK = threading.Lock()
 
 
 class CompilationError(RuntimeError):
@@ -84,19 +96,26 @@ class CompiledInference:
 
     Inputs with fewer samples than ``batch_size`` (the last slices of a volume) are padded with zeros to it and
     the padding's outputs dropped, so that one graph serves every call: a second batch size would compile again.
-    The compiled graph holds a copy of the weights: when :func:`weights_version` of ``network`` has changed
-    since the compilation, :meth:`stale` is true and the next call compiles again from the new weights.
+    The compiled graph holds a copy of the weights (in ``memory_format``): when :func:`weights_version` of
+    ``network`` has changed since the compilation, :meth:`stale` is true and the next call compiles again from the
+    new weights.
+
+    Only a weak reference to ``network`` is kept, so that a cache keyed by the network (weakly) may hold this
+    object without keeping the network alive; once the network is gone, the object is stale and cannot compile.
+    Compilations are serialised across the process (:data:`COMPILE_LOCK`): Inductor's ``freezing`` switch is a
+    process-wide setting, patched only while one compilation runs; calls to compiled graphs do not touch it.
 
     Args:
         network: the module (in eval mode for inference); it is not modified.
         batch_size: the batch size every call is padded to.
-        memory_format: memory format of the padded batch (that of the network's inputs).
+        memory_format: memory format of the padded batch and of the compiled copy's 4-D weights.
     """
 
     def __init__(
         self, network: nn.Module, batch_size: int, memory_format: torch.memory_format = torch.contiguous_format
     ) -> None:
-        self.network = network
+        self._network = weakref.ref(network)
+        self.name = type(network).__name__
         self.batch_size = batch_size
         self.memory_format = memory_format
         self.compilations = 0
@@ -104,9 +123,15 @@ class CompiledInference:
         self._compiled: Optional[Any] = None
         self._version: Optional[Tuple[Tuple[int, int], ...]] = None
 
+    @property
+    def network(self) -> Optional[nn.Module]:
+        """The network this object compiles, or ``None`` once it has been freed."""
+        return self._network()
+
     def stale(self) -> bool:
-        """Whether the network's weights changed since the last compilation (or none happened yet)."""
-        return self._compiled is None or self._version != weights_version(self.network)
+        """Whether the network's weights changed since the last compilation (or none happened yet, or it is gone)."""
+        network = self._network()
+        return self._compiled is None or network is None or self._version != weights_version(network)
 
     def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         """
@@ -127,47 +152,60 @@ class CompiledInference:
             padded = x.new_zeros((self.batch_size, *x.shape[1:])).contiguous(memory_format=self.memory_format)
             padded[:count] = x
             x = padded
-        if self.stale():
-            return self._compile_and_run(x, count, *args, **kwargs)
-        with _freezing():  # a recompilation (e.g. another autocast state) must freeze too
-            return _first(self._compiled(x, *args, **kwargs), count)
+        compiled = self._compiled if not self.stale() else self.compile(x, *args, **kwargs)
+        return _first(compiled(x, *args, **kwargs), count)
 
-    def _compile_and_run(self, x: torch.Tensor, count: int, *args: Any, **kwargs: Any) -> Any:
+    def compile(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """Compile a frozen copy of the network's current weights by running it on ``x`` (a full batch) and
+        return the compiled module; run it under the autocast and grad mode of the calls to come.
+
+        Raises:
+            CompilationError: the network is gone, or the compilation failed.
+        """
+        network = self._network()
+        if network is None:
+            raise CompilationError(f"CompiledInference: the {self.name} to compile has been freed.")
         # a new copy each time: the frozen graph is cached against the module object, so compiling the same
         # object again could reuse the graph that holds the old weights
-        version = weights_version(self.network)
-        replica = _replica(self.network)
+        version = weights_version(network)
+        replica = detached_copy(network)
+        if self.memory_format != torch.contiguous_format:
+            replica.to(memory_format=self.memory_format)
+        del network
         compiled = torch.compile(replica, dynamic=False)
-        start = time.perf_counter()
-        try:
-            with _freezing():
-                out = compiled(x, *args, **kwargs)
-        except Exception as error:
-            raise CompilationError(f"torch.compile failed for {type(self.network).__name__}: {error}") from error
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        self.compile_seconds = time.perf_counter() - start
+        with COMPILE_LOCK:
+            start = time.perf_counter()
+            try:
+                with _freezing():
+                    compiled(x, *args, **kwargs)
+            except Exception as error:
+                raise CompilationError(f"torch.compile failed for {self.name}: {error}") from error
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            self.compile_seconds = time.perf_counter() - start
         self.compilations += 1
         self._compiled, self._version = compiled, version
         logger.info(
             "Compiled %s for batches of %d in %.1f s (compilation %d).",
-            type(self.network).__name__,
+            self.name,
             self.batch_size,
             self.compile_seconds,
             self.compilations,
         )
-        return _first(out, count)
+        return compiled
 
 
 def _freezing() -> contextlib.AbstractContextManager:
-    """Inductor's ``freezing`` switched on while compiling. (``torch.compile(options={"freezing": True})`` compiled
-    but did not freeze: 1.1x faster than eager against 1.5x for the config switch, default L2GNet, bf16, 2 cores.)"""
+    """Inductor's ``freezing`` switched on while compiling, under :data:`COMPILE_LOCK`. (``torch.compile(options=
+    {"freezing": True})`` compiled but did not freeze: 1.1x faster than eager against 1.5x for the config switch,
+    default L2GNet, bf16, 2 cores.) A recompilation that a later call triggers (another autocast or grad mode than
+    the compiled one) runs without it: correct, only slower."""
     import torch._inductor.config as inductor_config
 
     return inductor_config.patch(freezing=True)
 
 
-def _replica(network: nn.Module) -> nn.Module:
+def detached_copy(network: nn.Module) -> nn.Module:
     """A deep copy of ``network``; tensors it keeps from a training pass (e.g. L2GNet's recorded quantization
     loss, which torch refuses to deep-copy because it is not a graph leaf) are copied detached."""
     memo: Dict[int, Any] = {}

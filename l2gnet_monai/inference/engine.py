@@ -14,38 +14,57 @@ decide its speed made for the machine it runs on:
   L2GNet's quantizer and optimal-transport mapper run in float32 inside autocast regardless.
 * **memory format**: ``channels_last`` for the network and its inputs (oneDNN and cuDNN convolutions are
   faster in NHWC; on a 2-core AVX-512 CPU the ResNet50 L2GNet ran 1.3x faster in fp32 and 1.2x faster under
-  bf16 than with NHWC inputs alone, which are slower than NCHW: the network must be converted too).
+  bf16 than with NHWC inputs alone, which are slower than NCHW: the network must be converted too). The
+  caller's module is not converted: the engine runs a private ``channels_last`` copy of it, made again when its
+  weights or its train/eval mode change (one copy of the weights more in memory).
 * **batch size** (``sw_batch_size="auto"``): measured on the first volume, by timing the network on
   1, 2, 4, ... of its slices until the throughput stops growing (:func:`measure_batch_size`).
 
 and, optionally, compilation (``compile``): ``torch.compile`` with frozen weights
 (:mod:`l2gnet_monai.inference.compilation`),
 1.2-1.3x faster than eager on a 2-core AVX-512 CPU after a compilation of 20-60 s. ``compile="auto"`` pays that
-price only when the work is long enough: the network runs eagerly until it has spent ``compile_after`` seconds
-(by default about one compilation) and is compiled from the next volume on, so a single volume never waits for
-a compiler, and a folder or a server never spends more than about twice the best choice made in hindsight.
+price only when the work is long enough, and never on a request's path: the network runs eagerly until it has
+spent ``compile_after`` seconds (by default about one compilation), then a background thread compiles it while
+calls go on eagerly, and calls run the compiled network once it is ready (from torch 2.13, see
+:data:`BACKGROUND_COMPILATION`; older versions compile in the call that crosses the budget).
 
-On CUDA, ``cudnn.benchmark`` is switched on unless the caller asked for deterministic cuDNN
-(``monai.utils.set_determinism``), which training does.
+One engine may be shared by threads (a server answering requests in parallel): what it learns (copies, batch
+sizes, compiled graphs, eager time) is kept per network in weak-keyed caches that never refer back to the
+network, decided once under a lock, and nothing of a call is stored on the engine (with ``compile``, threads need
+torch >= 2.13, the version tested: under torch 2.3 threads running compiled and eager code at once crashed). It
+changes no process-wide setting: on CUDA, ``torch.backends.cudnn.benchmark = True`` is faster for fixed slice
+sizes and is left to the caller (the bundle's ``inference.json`` sets it at ``initialize``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Dict, Optional, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 from monai.inferers import SliceInferer
 from monai.utils import convert_to_tensor
 from torch import nn
 
-from l2gnet_monai.inference.compilation import CompilationError, CompiledInference, compiler_available
+from l2gnet_monai.inference.batch_size import measure_batch_size, synchronize
+from l2gnet_monai.inference.compilation import (
+    CompilationError,
+    CompiledInference,
+    compiler_available,
+    detached_copy,
+    weights_version,
+)
+from l2gnet_monai.inference.precision import PRECISIONS, cpu_has_native_bf16, resolve_precision
 
 __all__ = [
     "PRECISIONS",
+    "BatchSizeChoice",
     "TunedSliceInferer",
     "cpu_has_native_bf16",
     "measure_batch_size",
@@ -54,115 +73,34 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = (False, True, "auto")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: Whether ``compile="auto"`` compiles in a background thread: from the torch version tested with threads running
+#: compiled and eager code at once (2.13); under torch 2.3 that crashed, so older versions compile in the call that
+#: crosses the budget, which waits for it.
+BACKGROUND_COMPILATION = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 13)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX tiles).
+class BatchSizeChoice(NamedTuple):
+    """A measured batch size and the throughput (slices per second) of every batch size tried."""
 
-    Asks torch's own CPU feature detection (``torch.cpu._is_avx512_bf16_supported``,
-    ``torch.cpu._is_amx_tile_supported``), else reads the ``avx512_bf16`` / ``amx_bf16`` flags of
-    ``/proc/cpuinfo``. Without native support, bf16 is emulated and slower than float32.
-    """
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if any(probe is not None for probe in probes):
-        return any(bool(probe()) for probe in probes if probe is not None)
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
+    batch_size: int
+    throughput: Dict[int, float]
 
 
-def resolve_precision(precision: str, device: Union[torch.device, str]) -> Optional[torch.dtype]:
-    """The autocast dtype for ``precision`` on ``device``: ``torch.bfloat16``, ``torch.float16`` or ``None`` (fp32).
+@dataclass(eq=False)
+class _NetworkState:
+    """What an engine knows about one network. Values of a weak-keyed cache: nothing here may refer to the network
+    (the copy and the compiled graphs are copies; :class:`CompiledInference` keeps a weak reference)."""
 
-    Args:
-        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-        device: where the network runs.
-
-    Returns:
-        ``None`` for float32, else the dtype to pass to ``torch.autocast``.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}.")
-    device = torch.device(device)
-    if precision != "auto":
-        if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-            logger.warning("precision 'bf16': this CPU has no native bf16 (AVX-512 BF16 / AMX); it will be slow.")
-        return _DTYPES[precision]
-    if device.type == "cuda":
-        major, _ = torch.cuda.get_device_capability(device)
-        return torch.bfloat16 if major >= 8 else torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def measure_batch_size(
-    network: Callable[[torch.Tensor], Any],
-    example: torch.Tensor,
-    max_batch_size: int,
-    min_gain: float = 1.1,
-    repeats: int = 2,
-    patience: int = 1,
-) -> Tuple[int, Dict[int, float]]:
-    """The batch size with the highest measured throughput of ``network`` on copies of ``example``.
-
-    Tries 1, 2, 4, ... up to ``max_batch_size`` (each once to warm up, then ``repeats`` timed calls, best
-    kept). A size becomes the choice when it beats the current choice's throughput by a factor ``min_gain``;
-    the search stops after ``patience + 1`` doublings in a row without such a gain (one slow measurement on a
-    busy machine does not end it), or when the device runs out of memory. Run it under the autocast and
-    ``no_grad`` context of the inference.
-
-    Args:
-        network: callable on a batch ``(B, *example.shape[1:])``.
-        example: one input, shape ``(1, ...)``, on the network's device and in its memory format.
-        max_batch_size: the largest batch to try (e.g. the number of slices of the volume).
-        min_gain: throughput ratio that doubling must reach to go on.
-        repeats: timed calls per batch size.
-        patience: doublings without gain tolerated before stopping.
-
-    Returns:
-        The chosen batch size and the measured throughput (inputs per second) of every size tried.
-    """
-    device = example.device
-    throughput: Dict[int, float] = {}
-    best, batch, misses = 1, 1, 0
-    while batch <= max(1, max_batch_size):
-        inputs = example.repeat(batch, *([1] * (example.ndim - 1)))
-        try:
-            network(inputs)  # warm-up: kernel selection, allocator growth
-            seconds = []
-            for _ in range(repeats):
-                _synchronize(device)
-                start = time.perf_counter()
-                network(inputs)
-                _synchronize(device)
-                seconds.append(time.perf_counter() - start)
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            break
-        throughput[batch] = batch / min(seconds)
-        if batch == 1 or throughput[batch] >= min_gain * throughput[best]:
-            best, misses = batch, 0
-        else:
-            misses += 1
-            if misses > patience:
-                break
-        batch *= 2
-    return best, throughput
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    replica: Optional[nn.Module] = None
+    replica_version: Optional[Tuple[Any, ...]] = None
+    batch_sizes: Dict[Tuple[Any, ...], BatchSizeChoice] = field(default_factory=dict)
+    eager_seconds: float = 0.0
+    eager_only: bool = False
+    compiled: Dict[Tuple[Any, ...], CompiledInference] = field(default_factory=dict)
+    compiling: Dict[Tuple[Any, ...], threading.Thread] = field(default_factory=dict)
 
 
 class TunedSliceInferer(SliceInferer):
@@ -173,24 +111,26 @@ class TunedSliceInferer(SliceInferer):
     dtype of :func:`resolve_precision` (this overrides an evaluator's own ``amp`` setting), on slices in
     ``channels_last``; the logits come back in float32.
 
-    The first call with a network converts it **in place** to ``channels_last`` (its 4-D weights; values
-    and parameter objects are unchanged, so a model being trained keeps training) and, with
-    ``sw_batch_size="auto"``, measures the batch size on that volume's slices (a few seconds on a CPU);
-    later calls with the same network and slice size reuse both. A ``DistributedDataParallel`` network is
-    run through its ``module`` (no collective calls at inference) and left in its memory format.
+    The first call with a network makes a private ``channels_last`` copy of it (the caller's module, e.g. a model
+    being trained and validated, is left as it was) and, with ``sw_batch_size="auto"``, measures the batch size on
+    that volume's slices (a few seconds on a CPU); later calls with the same network and slice size reuse both,
+    and a call after the network's weights or train/eval mode changed copies it again. A ``DistributedDataParallel``
+    network is run through its ``module`` (no collective calls at inference), without a copy. Safe to share between
+    threads (see the module's docstring).
 
     Args:
         roi_size: the 2-D slice size, e.g. ``(224, 224)``.
         spatial_dim: the axis of the volume the slices are taken along (0, 1 or 2; 2 = axial for RAS).
         sw_batch_size: slices per network call, or ``"auto"`` to measure it.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see :func:`resolve_precision`).
-        channels_last: run the network and its inputs in ``channels_last`` memory format.
-        compile: ``False`` (eager), ``True`` (compile on the first call) or ``"auto"`` (compile once the network
-            has run ``compile_after`` seconds eagerly). The batch size is measured eagerly first; the network is
-            compiled for that batch (the last, smaller batch of a volume is padded) with its weights frozen into
-            the graph, from a copy, and compiled again when its weights change (with ``"auto"``, a network whose
-            weights change, i.e. one being trained, goes back to eager for good). ``True`` raises when Inductor
-            cannot compile here (no C++ compiler on CPU, no Triton on CUDA); ``"auto"`` stays eager then.
+        channels_last: run a ``channels_last`` copy of the network on ``channels_last`` inputs.
+        compile: ``False`` (eager), ``True`` (compile at the first call, which waits for it) or ``"auto"``
+            (compile in a background thread once the network has run ``compile_after`` seconds eagerly; calls
+            run eagerly until it is ready). The batch size is measured eagerly first; the network is compiled for
+            that batch (the last, smaller batch of a volume is padded) with its weights frozen into the graph, from
+            a copy, and compiled again when its weights change (with ``"auto"``, a network whose weights change,
+            i.e. one being trained, goes back to eager for good). ``True`` raises when Inductor cannot compile here
+            (no C++ compiler on CPU, no Triton on CUDA); ``"auto"`` stays eager then.
         compile_after: seconds of eager network time after which ``compile="auto"`` compiles.
         max_batch_size: the largest batch that ``"auto"`` tries (also capped by the number of slices).
         kwargs: other arguments of :class:`~monai.inferers.SlidingWindowInferer` (``overlap``, ``mode``,
@@ -227,29 +167,29 @@ class TunedSliceInferer(SliceInferer):
         self.compile = compile
         self.compile_after = compile_after
         self.max_batch_size = max_batch_size
-        self.batch_size_measurements: Dict[int, float] = {}
-        self._prepared: weakref.WeakSet = weakref.WeakSet()
-        self._batch_sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._eager_seconds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._eager_only: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
         """The autocast dtype used on ``device`` (``None``: float32)."""
         return resolve_precision(self.precision, device)
 
-    def prepare(self, network: nn.Module, channels_last: bool = True) -> nn.Module:
-        """``network`` in ``channels_last`` (in place, if asked here and in the constructor); done once per network."""
-        if network not in self._prepared:
-            if self.channels_last and channels_last:
-                with torch.inference_mode(False):  # normal tensors: the model may be trained afterwards
-                    network.to(memory_format=torch.channels_last)
-            self._prepared.add(network)
-        return network
+    def batch_size_choices(self, network: nn.Module) -> Dict[Tuple[Any, ...], BatchSizeChoice]:
+        """The batch sizes measured for ``network``, by ``(roi_size, channels, device, autocast dtype)``."""
+        state = self._states.get(network)
+        return dict(state.batch_sizes) if state is not None else {}
 
     def compiled(self, network: nn.Module) -> Optional[CompiledInference]:
         """The compiled form of ``network`` that this inferer runs, if it compiled it (see ``compile``)."""
-        return self._compiled.get(network)
+        state = self._states.get(network)
+        return next(reversed(state.compiled.values()), None) if state is not None and state.compiled else None
+
+    def wait_for_compilation(self, network: nn.Module, timeout: Optional[float] = None) -> Optional[CompiledInference]:
+        """Wait for the background compilations of ``network`` (``compile="auto"``) and return :meth:`compiled`."""
+        state = self._states.get(network)
+        for thread in list(state.compiling.values()) if state is not None else []:
+            thread.join(timeout)
+        return self.compiled(network)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
@@ -267,96 +207,171 @@ class TunedSliceInferer(SliceInferer):
             # forward passes); and DDP's gradient buckets keep the layout the parameters had when it wrapped them
             network, channels_last = network.module, False
         device = _device_of(network, inputs)
-        if device.type == "cuda" and not torch.backends.cudnn.deterministic:
-            torch.backends.cudnn.benchmark = True
         dtype = self.autocast_dtype(device)
-        model = self.prepare(network, channels_last) if isinstance(network, nn.Module) else network
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-        compiled: Optional[CompiledInference] = None
-
-        def run_slices(x: torch.Tensor, *a: Any, **k: Any) -> Any:
-            out = (compiled or model)(x.to(device).contiguous(memory_format=memory_format), *a, **k)
-            return out.float() if isinstance(out, torch.Tensor) else out
+        is_module = isinstance(network, nn.Module)
+        memory_format = torch.channels_last if channels_last and is_module else torch.contiguous_format
+        state = self._state(network) if is_module else None
+        model = self._eager_model(network, state, memory_format) if state is not None else network
+        roi = tuple(int(s) for s in self.orig_roi_size)
+        key = (roi, int(inputs.shape[1]), str(device), str(dtype))
 
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            batch_size = self.sw_batch_size
             if self.auto_batch_size:
-                self.sw_batch_size = self._batch_size_for(network, run_slices, inputs, device)
-            if isinstance(network, nn.Module):
-                compiled = self._compiled_for(network, inputs, device, memory_format)
-            if compiled is not None or self.compile != "auto":
-                return super().__call__(inputs, run_slices, *args, **kwargs)
+                batch_size = self._batch_size_for(model, state, key, inputs, device, memory_format)
+            compiled = None
+            if state is not None and self.compile:
+                compiled = self._compiled_for(network, state, key, batch_size, inputs, device, memory_format, dtype)
+            runner = compiled or model
+
+            def run_slices(x: torch.Tensor, *a: Any, **k: Any) -> Any:
+                out = runner(x.to(device).contiguous(memory_format=memory_format), *a, **k)
+                return out.float() if isinstance(out, torch.Tensor) else out
+
+            # a shallow copy per call: SliceInferer.__call__ writes roi_size, and the batch size is the call's own
+            call = copy.copy(self)
+            call.sw_batch_size = batch_size
             start = time.perf_counter()
-            out = super().__call__(inputs, run_slices, *args, **kwargs)
-            _synchronize(device)
-            self._eager_seconds[network] = self._eager_seconds.get(network, 0.0) + time.perf_counter() - start
+            out = SliceInferer.__call__(call, inputs, run_slices, *args, **kwargs)
+            if compiled is None and state is not None and self.compile == "auto":
+                synchronize(device)
+                with state.lock:
+                    state.eager_seconds += time.perf_counter() - start
             return out
 
+    def _state(self, network: nn.Module) -> Optional[_NetworkState]:
+        with self._lock:
+            try:
+                return self._states.setdefault(network, _NetworkState())
+            except TypeError:  # not weak-referenceable: nothing is remembered
+                return None
+
+    def _eager_model(self, network: nn.Module, state: _NetworkState, memory_format: torch.memory_format) -> nn.Module:
+        """The module that runs eagerly: ``network`` itself, or its ``channels_last`` copy, made again when the
+        weights or the train/eval mode of ``network`` changed."""
+        if memory_format == torch.contiguous_format:
+            return network
+        version = (weights_version(network), tuple(m.training for m in network.modules()))
+        with state.lock:
+            if state.replica is None or state.replica_version != version:
+                replica = detached_copy(network)
+                with torch.inference_mode(False):
+                    replica.to(memory_format=memory_format)
+                state.replica, state.replica_version = replica, version
+            return state.replica
+
     def _compiled_for(
-        self, network: nn.Module, inputs: torch.Tensor, device: torch.device, memory_format: torch.memory_format
+        self,
+        network: nn.Module,
+        state: _NetworkState,
+        key: Tuple[Any, ...],
+        batch_size: int,
+        inputs: torch.Tensor,
+        device: torch.device,
+        memory_format: torch.memory_format,
+        dtype: Optional[torch.dtype],
     ) -> Optional[CompiledInference]:
         """The compiled network to run this volume with, or ``None`` to run eagerly (see ``compile``).
 
-        A new compilation runs here, on one slice of ``inputs``, before the volume: with ``"auto"`` a failure
-        leaves the network eager, with ``True`` it raises :class:`~l2gnet_monai.inference.CompilationError`.
+        With ``True`` a new compilation runs here, under the network's lock, and a failure raises
+        :class:`~l2gnet_monai.inference.CompilationError`; with ``"auto"`` it starts in a background thread and
+        a failure leaves the network eager.
         """
-        if not self.compile or network in self._eager_only:
-            return None
-        entry = self._compiled.get(network)
-        if entry is not None and entry.batch_size == self.sw_batch_size and entry.memory_format == memory_format:
-            if self.compile == "auto" and entry.stale():
-                logger.info("TunedSliceInferer(compile='auto'): the network's weights changed; running it eagerly.")
-                self._eager_only.add(network)
-                del self._compiled[network]
+        key = (*key, batch_size, memory_format)
+        with state.lock:
+            if state.eager_only:
                 return None
-            return entry  # compile=True: a stale entry compiles again on its next call
-        if self.compile == "auto" and entry is None and self._eager_seconds.get(network, 0.0) < self.compile_after:
+            entry = state.compiled.get(key)
+            if entry is not None and not entry.stale():
+                return entry
+            if entry is not None and self.compile == "auto":
+                logger.info("TunedSliceInferer(compile='auto'): the network's weights changed; running it eagerly.")
+                state.eager_only = True
+                state.compiled.clear()
+                return None
+            if self.compile == "auto" and (key in state.compiling or state.eager_seconds < self.compile_after):
+                return None
+            available, reason = compiler_available(device)
+            if not available:
+                if self.compile is True:
+                    raise CompilationError(
+                        f"TunedSliceInferer(compile=True): {reason}. Set compile to false or 'auto'."
+                    )
+                logger.info("TunedSliceInferer(compile='auto'): %s; running eagerly.", reason)
+                state.eager_only = True
+                return None
+            entry = entry or CompiledInference(network, batch_size, memory_format)
+            example = _one_slice(inputs, self.spatial_dim, key[0]).to(device)
+            example = example.repeat(batch_size, *([1] * (example.ndim - 1))).contiguous(memory_format=memory_format)
+            if self.compile is True or not BACKGROUND_COMPILATION:
+                try:
+                    entry.compile(example)
+                except CompilationError as error:
+                    if self.compile is True:
+                        raise
+                    logger.warning("TunedSliceInferer(compile='auto'): %s; running eagerly.", error)
+                    state.eager_only = True
+                    return None
+                state.compiled[key] = entry
+                return entry
+            grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+            def compile_in_background() -> None:
+                try:
+                    with (
+                        torch.inference_mode(inference),
+                        torch.set_grad_enabled(grad),
+                        torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+                    ):
+                        entry.compile(example)
+                except CompilationError as error:
+                    logger.warning("TunedSliceInferer(compile='auto'): %s; running eagerly.", error)
+                    with state.lock:
+                        state.eager_only = True
+                else:
+                    with state.lock:
+                        state.compiled[key] = entry
+                finally:
+                    with state.lock:
+                        state.compiling.pop(key, None)
+
+            thread = threading.Thread(target=compile_in_background, name="TunedSliceInferer-compile", daemon=True)
+            state.compiling[key] = thread
+            thread.start()
             return None
-        available, reason = compiler_available(device)
-        if not available:
-            if self.compile is True:
-                raise CompilationError(f"TunedSliceInferer(compile=True): {reason}. Set compile to false or 'auto'.")
-            logger.info("TunedSliceInferer(compile='auto'): %s; running eagerly.", reason)
-            self._eager_only.add(network)
-            return None
-        entry = CompiledInference(network, self.sw_batch_size, memory_format)
-        example = _one_slice(inputs, self.spatial_dim, tuple(int(s) for s in self.orig_roi_size)).to(device)
-        try:
-            entry(example.contiguous(memory_format=memory_format))
-        except CompilationError as error:
-            if self.compile is True:
-                raise
-            logger.warning("TunedSliceInferer(compile='auto'): %s; running eagerly.", error)
-            self._eager_only.add(network)
-            return None
-        self._compiled[network] = entry
-        return entry
 
     def _batch_size_for(
-        self, network: Callable[..., Any], run_slices: Callable[..., Any], inputs: torch.Tensor, device: torch.device
+        self,
+        model: Callable[..., Any],
+        state: Optional[_NetworkState],
+        key: Tuple[Any, ...],
+        inputs: torch.Tensor,
+        device: torch.device,
+        memory_format: torch.memory_format,
     ) -> int:
-        roi = tuple(int(s) for s in self.orig_roi_size)
-        key = (roi, int(inputs.shape[1]), str(device), str(self.autocast_dtype(device)))
-        try:
-            known: Dict[Tuple[Any, ...], int] = self._batch_sizes.setdefault(network, {})
-        except TypeError:  # not weak-referenceable: measure every time
-            known = {}
-        if key not in known:
-            example = _one_slice(inputs, self.spatial_dim, roi).to(device)
-            num_slices = int(inputs.shape[self.spatial_dim + 2]) * int(inputs.shape[0])
-            with torch.no_grad():
-                best, measured = measure_batch_size(run_slices, example, min(self.max_batch_size, num_slices))
-            known[key] = best
-            self.batch_size_measurements = measured
-            logger.info(
-                "TunedSliceInferer on %s: %s, %s, sw_batch_size %d (measured slices/s: %s).",
-                device,
-                "fp32" if key[3] == "None" else f"autocast {key[3]}",
-                "channels_last" if self.channels_last else "contiguous",
-                best,
-                ", ".join(f"{b}: {v:.1f}" for b, v in measured.items()),
-            )
-        return known[key]
+        """The measured batch size for ``key``; measured once per network, under its lock (every call without a
+        weak-referenceable network measures again)."""
+        state = state or _NetworkState()
+        with state.lock:
+            if key not in state.batch_sizes:
+                example = _one_slice(inputs, self.spatial_dim, key[0]).to(device)
+                num_slices = int(inputs.shape[self.spatial_dim + 2]) * int(inputs.shape[0])
+
+                def run(x: torch.Tensor) -> Any:
+                    return model(x.contiguous(memory_format=memory_format))
+
+                with torch.no_grad():
+                    best, measured = measure_batch_size(run, example, min(self.max_batch_size, num_slices))
+                state.batch_sizes[key] = BatchSizeChoice(best, measured)
+                logger.info(
+                    "TunedSliceInferer on %s: %s, %s, sw_batch_size %d (measured slices/s: %s).",
+                    device,
+                    "fp32" if key[3] == "None" else f"autocast {key[3]}",
+                    "channels_last" if memory_format == torch.channels_last else "contiguous",
+                    best,
+                    ", ".join(f"{b}: {v:.1f}" for b, v in measured.items()),
+                )
+            return state.batch_sizes[key].batch_size
 
 
 def _device_of(network: Callable[..., Any], inputs: torch.Tensor) -> torch.device:

@@ -44,17 +44,19 @@ def test_bad_settings_are_named() -> None:
         TunedSliceInferer(roi_size=(64, 64), sw_batch_size=0)
 
 
-def test_fp32_gives_slice_inferers_output_and_leaves_the_network_trainable(net) -> None:
+def test_fp32_gives_slice_inferers_output_and_leaves_the_network_as_it_was(net) -> None:
     volume = torch.randn(1, 1, 64, 64, 7)
     with torch.no_grad():
         expected = SliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=3)(volume, net)
+    parameters = {name: (p, p.data_ptr(), p._version) for name, p in net.named_parameters()}
     engine = TunedSliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=4, precision="fp32")
     with torch.inference_mode():
         out = engine(volume, net)
     assert out.dtype == torch.float32 and out.shape == (1, 3, 64, 64, 7)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    assert net.encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not net.encoder.conv1.weight.is_inference()
+    # the engine ran a channels_last copy: the caller's module keeps its layout, parameter objects and storage
+    assert {name: (p, p.data_ptr(), p._version) for name, p in net.named_parameters()} == parameters
+    assert net.encoder.conv1.weight.is_contiguous() and not net.encoder.conv1.weight.is_inference()
     net.train()
     try:  # a model validated with the engine goes on training
         net(torch.randn(2, 1, 64, 64)).mean().backward()
@@ -69,12 +71,14 @@ def test_bf16_autocast_agrees_with_fp32_and_batch_size_is_measured_once(net) -> 
     with torch.no_grad():
         reference = TunedSliceInferer(roi_size=(64, 64), spatial_dim=2, sw_batch_size=4, precision="fp32")(volume, net)
         out = engine(volume, net)
-        measured = dict(engine.batch_size_measurements)
+        choices = engine.batch_size_choices(net)
         engine(volume, net)
     assert out.dtype == torch.float32
     assert (out.argmax(1) == reference.argmax(1)).float().mean() >= 0.999
-    assert set(measured) <= {1, 2, 4, 8} and 1 in measured and engine.sw_batch_size in measured
-    assert engine.batch_size_measurements is not measured and engine.batch_size_measurements == measured
+    ((key, (batch_size, measured)),) = choices.items()
+    assert key == ((64, 64), 1, "cpu", str(torch.bfloat16))
+    assert set(measured) <= {1, 2, 4, 8} and 1 in measured and batch_size in measured
+    assert engine.batch_size_choices(net) == choices and engine.sw_batch_size == 1, "no per-call state on the engine"
 
 
 def test_measured_batch_size_stops_where_throughput_saturates() -> None:
@@ -106,3 +110,28 @@ def test_a_ddp_wrapped_network_runs_through_its_module_without_layout_change(tmp
         assert network.encoder.conv1.weight.is_contiguous()
     finally:
         dist.destroy_process_group()
+
+
+def test_validation_during_training_leaves_the_trained_module_as_it_was() -> None:
+    from monai.engines import SupervisedEvaluator
+
+    net = initialised_small_net().train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    parameters = {name: (p, p.data_ptr()) for name, p in net.named_parameters()}
+    batch = [{"image": torch.randn(1, 1, 64, 64, 5), "label": torch.zeros(1, 1, 64, 64, 5)}]
+    for _ in range(2):  # train, validate, train, validate: the engine copies the new weights each time
+        optimizer.zero_grad()
+        net(torch.randn(2, 1, 64, 64)).mean().backward()
+        optimizer.step()
+        engine = TunedSliceInferer(roi_size=(64, 64), sw_batch_size=2, precision="fp32")
+        evaluator = SupervisedEvaluator(
+            device=torch.device("cpu"), val_data_loader=batch, epoch_length=1, network=net, inferer=engine
+        )
+        evaluator.run()
+        net.train()  # what the trainer does after validation
+        with torch.no_grad():  # the trained weights, slice by slice
+            expected = torch.stack([net.eval()(batch[0]["image"][..., i])[0] for i in range(5)], dim=-1)
+        torch.testing.assert_close(evaluator.state.output[0]["pred"], expected, atol=1e-5, rtol=1e-5)
+        net.train()
+    assert {name: (p, p.data_ptr()) for name, p in net.named_parameters()} == parameters
+    assert all(p.is_contiguous() for p in net.parameters()), "the trained module keeps its memory format"
