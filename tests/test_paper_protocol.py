@@ -166,7 +166,7 @@ def test_overrides_merge_with_evaluate_and_smoke(override: str) -> None:
     assert parser.get_parsed_content("evaluation_split") == "test"  # the override comes after evaluate.json
     assert parser.get_parsed_content("paper_table") == override
     assert parser.get_parsed_content("slice_size") == [64, 64] and parser.get_parsed_content("max_epochs") == 1
-    assert "evaluation_split" in parser["validate#dataset#data"]
+    assert "scored_split" in parser["validate#dataset#data"] and parser["scored_split"]["split"] == "@evaluation_split"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_classes_and_modality_come_from_the_converted_dataset(protocol_run: Prot
     assert labels == {0: "background", **classes}  # the paper's classes, in the paper's label order
     assert protocol_run.parsed["class_names"] == labels and protocol_run.parsed["modality"] == modality
     assert protocol_run.out_channels == len(classes) + 1
-    weights = torch.load(protocol_run.bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    weights = torch.load(protocol_run.bundle / "models" / "model.pt", map_location="cpu", weights_only=True)["model"]
     heads = [v for k, v in weights.items() if k.startswith("segmentation_head") and k.endswith("weight")]
     assert heads and heads[-1].shape[0] == len(classes) + 1
 
@@ -201,7 +201,7 @@ def test_training_and_validation_splits(protocol_run: ProtocolRun) -> None:
 
 def test_model_is_written_after_the_final_epoch(protocol_run: ProtocolRun) -> None:
     models = protocol_run.bundle / "models"
-    best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)["model"]
     final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
     trainer = final["trainer"]
     assert trainer["max_epochs"] == protocol_run.parsed["max_epochs"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from tests.bundle.conftest import bundle_workflow, config_files, run_cli
 
@@ -72,7 +73,7 @@ def test_image_label_affine_mismatch_stops_training_and_evaluation(fresh_bundle:
     _rewrite(victim, other_spacing)
     expected = ("validate::dataset::data[0]: affine/spacing mismatch", f"label {victim} has spacing [1.5, 1.5, 6.0]")
     _stops_in_initialize(fresh_bundle, ("train",), *expected, dataset_dir=str(dataset))
-    (fresh_bundle / "models" / "model.pt").write_bytes(b"")  # evaluation gets past its checkpoint check
+    torch.save({}, fresh_bundle / "models" / "model.pt")  # evaluation gets past its checkpoint check
     workflow = bundle_workflow(config_files(fresh_bundle, "train", "evaluate"), "train")
     with pytest.raises(Exception) as info:
         workflow.parser.update({"dataset_dir": str(dataset)})

@@ -95,5 +95,5 @@ def test_a_resume_with_a_worse_validation_keeps_the_best_model_and_a_better_one_
     assert f"Got new best metric of val_mean_dice: {best}" in log
     assert best > first_best and epoch == 3
     assert _sha256(best_model) != first_model
-    weights = torch.load(best_model, map_location="cpu", weights_only=True)
+    weights = torch.load(best_model, map_location="cpu", weights_only=True)["model"]
     assert int(weights["segmentation_head.0.bias"].argmax()) == largest

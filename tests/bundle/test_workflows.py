@@ -43,9 +43,8 @@ def test_configs_agree_with_metadata_and_each_other() -> None:
     assert {int(k): v for k, v in channel_def.items()} == PHANTOM_LABELS
     train = json.loads((BUNDLE / "configs" / "train.json").read_text())
     inference = json.loads((BUNDLE / "configs" / "inference.json").read_text())
-    assert {k: v for k, v in train["network_def"].items() if k not in ("_target_", "pretrained_encoder")} == {
-        k: v for k, v in inference["network_def"].items() if k not in ("_target_", "plan")
-    }
+    training_only = ("pretrained_encoder", "network")
+    assert {k: v for k, v in train["network_def"].items() if k not in training_only} == inference["network_def"]
     # without a plan (weights from elsewhere), inference builds the bundle's default network for the paper's classes
     parser = ConfigParser(inference)
     parser["bundle_root"] = str(REPO / "no-such-bundle")
@@ -53,7 +52,11 @@ def test_configs_agree_with_metadata_and_each_other() -> None:
     assert parser.get_parsed_content("num_classes") == len(channel_def)
     assert parser.get_parsed_content("network_def").init_args == {
         **L2GNet().init_args,
-        **{k: v for k, v in train["network_def"].items() if not k.startswith("_") and k != "pretrained_encoder"},
+        **{
+            k: v
+            for k, v in train["network_def"].items()
+            if not k.startswith("_") and k not in ("pretrained_encoder", "plan", "network")
+        },
         "out_channels": len(channel_def),
     }
     assert "optional_packages_version" not in meta  # deprecated: MONAI warns and maps it onto the other
@@ -74,9 +77,10 @@ def test_training_writes_the_best_model_checkpoints_and_logs(trained_bundle: Pat
     models = trained_bundle / "models"
     assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
     best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
-    assert "mapper.references" in best and "quantizer.embedding.weight" in best  # a plain state dict, as in the zoo
+    assert set(best) == {"model", "plan"}  # the weights (MONAI Label reads the "model" key) with their plan
+    assert "mapper.references" in best["model"] and "quantizer.embedding.weight" in best["model"]
     final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
-    assert {"model", "optimizer", "lr_scheduler", "trainer", "rng"} <= set(final)
+    assert {"model", "optimizer", "lr_scheduler", "trainer", "rng", "plan"} <= set(final)
     assert final["trainer"]["iteration"] == final["trainer"]["epoch_length"]  # one epoch
     latest = torch.load(models / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
     assert set(latest) == set(final) and latest["trainer"]["iteration"] == final["trainer"]["iteration"]
