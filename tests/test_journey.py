@@ -35,7 +35,7 @@ from tests.test_monailabel import (
 
 FOREGROUND = {k: v for k, v in MRI_LABELS.items() if k}
 #: The journey's mean test DSC must reach this: set from measured runs (see the comment where it is asserted).
-MEAN_DSC_FLOOR = 0.0
+MEAN_DSC_FLOOR = 0.85
 
 
 def _ok(result, what: str) -> None:
@@ -59,10 +59,11 @@ def test_own_mri_dataset_from_training_to_monai_label(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
 
-    # 1. train, with the small settings of configs/smoke.json: the only override of the whole journey
+    # 1. train, with the small settings of configs/smoke.json and 25 epochs of its 4 iterations (26 s here): the only
+    # overrides of the whole journey
     train = run_cli(
         ["-m", "monai.bundle", "run", "training", "--config_file", f"['{bundle}/configs/train.json','{SMOKE}']"]
-        + ["--dataset_dir", str(dataset)],
+        + ["--dataset_dir", str(dataset), "--max_epochs", "25", "--val_interval", "25"],
         cwd=work,
     )
     _ok(train, "training")
@@ -93,8 +94,8 @@ def test_own_mri_dataset_from_training_to_monai_label(tmp_path: Path) -> None:
     assert sorted({r["class"] for r in rows}) == sorted(FOREGROUND.values()) and len(rows) == 3 * 2
     summary = json.loads((bundle / "eval" / "summary.json").read_text())
     assert summary["num_cases"] == 2 and "test_mean_dice" in evaluate.stdout + evaluate.stderr
-    # measured on this data and these settings: MEAN_DSC_MEASURED; the wrong slicing axis or normalisation scores
-    # far below the floor
+    # measured on this data and these settings: 0.983 (2026-12-07, AMD EPYC, 2 cores); a pipeline that slices or
+    # normalises otherwise than the training did scores far below the floor
     assert summary["mean_dsc"] >= MEAN_DSC_FLOOR, summary["mean_dsc"]
 
     # 3. segment a folder
