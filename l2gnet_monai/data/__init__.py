@@ -22,8 +22,7 @@ modules on first use, so that the converters (used by the command line) load wit
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from l2gnet_monai._lazy import lazy_exports
 
 _LAZY = {
     "DatalistError": "l2gnet_monai.data.datalist",
@@ -46,9 +45,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'l2gnet_monai.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

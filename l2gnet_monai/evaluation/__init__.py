@@ -24,8 +24,7 @@ May import :mod:`l2gnet_monai.visualize` (the report's pictures), :mod:`l2gnet_m
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from l2gnet_monai._lazy import lazy_exports
 
 _LAZY = {
     "HD95_METHODS": "l2gnet_monai.evaluation.metrics",
@@ -53,7 +52,7 @@ _LAZY = {
     "evaluate_folders": "l2gnet_monai.evaluation.folders",
     "RUN_INFO_KEYS": "l2gnet_monai.evaluation.provenance",
     "describe_device": "l2gnet_monai.evaluation.provenance",
-    "file_sha256": "l2gnet_monai.evaluation.provenance",
+    "file_sha256": "l2gnet_monai._files",
     "run_provenance": "l2gnet_monai.evaluation.provenance",
     "ReportBuilder": "l2gnet_monai.evaluation.report",
     "REPORT_NAME": "l2gnet_monai.evaluation.report",
@@ -63,13 +62,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -12,7 +12,6 @@ bundle's evaluation records them with its scores (``summary.json``'s ``"run"``, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -21,19 +20,12 @@ from typing import Any
 
 import torch
 
-__all__ = ["RUN_INFO_KEYS", "describe_device", "file_sha256", "run_provenance"]
+from l2gnet_monai._files import file_sha256
+
+__all__ = ["RUN_INFO_KEYS", "describe_device", "run_provenance"]
 
 #: What :func:`run_provenance` takes from a bundle's config (``PaperMetricsHandler(run_info=...)``).
 RUN_INFO_KEYS = ("device", "inferer", "checkpoint", "plan")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as ``sha256sum`` prints it, read 1 MiB at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_device(device: torch.device | str) -> str:

@@ -21,8 +21,7 @@ plan names; nothing from training, inference, evaluation or pictures.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from l2gnet_monai._lazy import lazy_exports
 
 _LAZY = {
     "default_bundle_root": "l2gnet_monai.planning.bundle_root",
@@ -53,7 +52,6 @@ _LAZY = {
     "training_overrides": "l2gnet_monai.planning.plan",
     "checkpoint_plan": "l2gnet_monai.planning.checkpoint",
     "trained_plan": "l2gnet_monai.planning.checkpoint",
-    "checkpoint_sha256": "l2gnet_monai.planning.checkpoint",
     "PlanCopy": "l2gnet_monai.planning.checkpoint",
     "record_scores": "l2gnet_monai.planning.checkpoint",
     "load_bundle": "l2gnet_monai.planning.trained_bundle",
@@ -69,13 +67,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
+from l2gnet_monai._files import file_sha256
 from l2gnet_monai.data.errors import DatasetError
 from l2gnet_monai.planning.plan import (
     METADATA_FILE,
@@ -35,7 +35,7 @@ from l2gnet_monai.planning.plan import (
     save_plan,
 )
 
-__all__ = ["checkpoint_plan", "trained_plan", "checkpoint_sha256", "PlanCopy", "record_scores"]
+__all__ = ["checkpoint_plan", "trained_plan", "PlanCopy", "record_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,15 +114,6 @@ def trained_plan(checkpoint: str | os.PathLike | None, described: str = "model.p
     return plan
 
 
-def checkpoint_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, in hex (which weights an evaluation scored)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class PlanCopy:
     """Writes the readable copies of this run's plan beside its best model, once that model holds this run's weights.
 
@@ -189,7 +180,7 @@ def record_scores(
     with open(target) as f:
         metadata = json.load(f)
     recorded = {f"{split}_{k}": round(float(v), 6) for k, v in scores.items() if str(k).startswith(prefix)}
-    recorded["checkpoint_sha256"] = checkpoint_sha256(checkpoint)
+    recorded["checkpoint_sha256"] = file_sha256(checkpoint)
     metadata["eval_metrics"] = recorded
     _write_json_atomically(target, metadata)
     logger.info("%s: eval_metrics %s", target, recorded)

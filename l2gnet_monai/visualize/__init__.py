@@ -20,8 +20,7 @@ matplotlib, torch and MONAI; nothing from evaluation or training.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from l2gnet_monai._lazy import lazy_exports
 
 _LAZY = {
     "OVERLAY_ALPHA": "l2gnet_monai.visualize.colors",
@@ -65,13 +64,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -40,8 +40,7 @@ may import numpy, scipy, nibabel and :mod:`l2gnet_monai.data.labels` only.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from l2gnet_monai._lazy import lazy_exports
 
 _LAZY = {
     "DEFAULT_NUM_TRAINING": "l2gnet_monai.data.phantom.spec",
@@ -58,9 +57,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
