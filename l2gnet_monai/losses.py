@@ -74,12 +74,15 @@ class L2GNetLoss(DiceCELoss):
         **kwargs: Any,
     ) -> None:
         super().__init__(to_onehot_y=to_onehot_y, softmax=softmax, **kwargs)
+        self._untrainable: str | None = None  # a network that is never trained further (an ensemble of folds)
         if network is not None:
             if _wrapped_in_data_parallel(network):
                 raise ValueError(
                     "L2GNetLoss: network is wrapped in nn.DataParallel, whose replicas record the quantization "
                     "loss where the loss cannot read it; use DistributedDataParallel (or a single device)."
                 )
+            if getattr(unwrap_network(network), "trainable", True) is False:
+                self._untrainable = type(unwrap_network(network)).__name__
             if not hasattr(unwrap_network(network), "take_quantization_loss"):
                 # another network through the bundle (MONAI's FlexibleUNet, a UNet, ...): nothing to add
                 logger.info(
@@ -103,8 +106,14 @@ class L2GNetLoss(DiceCELoss):
 
         Raises:
             RuntimeError: built with a network whose last forward pass left no fresh quantization loss to take
-                (see the class docstring); the message says which case it is.
+                (see the class docstring); the message says which case it is. Built with a network that is never
+                trained (``trainable = False``: an ensemble of trained folds).
         """
+        if self._untrainable:
+            raise RuntimeError(
+                f"L2GNetLoss: {self._untrainable} is not trained further (an ensemble of trained folds); train its "
+                "folds with train.json --fold K and ensemble them again."
+            )
         loss = super().forward(input, target)
         terms = {"dice_ce": loss.detach()}
         if self._network:

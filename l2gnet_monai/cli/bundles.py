@@ -87,6 +87,8 @@ class BundleCommands:
         name: Optional[str] = None,
         overrides: Any = None,
         include_model: bool = True,
+        folds: Any = None,
+        test_time_flips: bool = False,
     ) -> None:
         """Build the bundle's distributable zip, DIST/<name>_v<version>.zip, in the MONAI model zoo's form.
 
@@ -104,6 +106,7 @@ class BundleCommands:
             l2gnet-monai package-bundle
             l2gnet-monai package-bundle --overrides configs/smoke.json --output_dir /tmp/dist
             l2gnet-monai package-bundle --noinclude_model --name my_l2gnet
+            l2gnet-monai package-bundle --folds all --test_time_flips   # the cross-validation's ensemble
 
         Next, install it (offline, from the file):
             python -m monai.bundle download --name l2gnet_segmentation \\
@@ -117,6 +120,9 @@ class BundleCommands:
                 name, l2gnet_segmentation).
             overrides: override files, comma-separated (JSON or YAML, merged in order).
             include_model: put models/model.pt in the zip when it exists (--noinclude_model: configs only).
+            folds: 'all' or fold numbers (0,1,2): package the ensemble of these trained folds (models/fold_K/model.pt)
+                as the zip's models/model.pt, served by MONAI Label like one model (docs/cross_validation.md).
+            test_time_flips: the packaged model also averages its predictions over mirrored slices.
         """
         from l2gnet_monai.planning.packaging import package_bundle
 
@@ -126,6 +132,8 @@ class BundleCommands:
             name=None if name is None else str(name),
             overrides=overrides,
             include_model=bool(include_model),
+            folds=folds,
+            test_time_flips=bool(test_time_flips),
         )
         print(path)
         bundle_name = path.name.rsplit("_v", 1)[0]

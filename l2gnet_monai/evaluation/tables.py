@@ -186,13 +186,24 @@ def resolve_paper_table(paper_table: str | None, class_names: Mapping[Any, str] 
     return key
 
 
-def network_label(target: str | type, backbone: str | None = None) -> str:
-    """Row label naming the scored network: its class name and backbone, e.g. ``"L2GNet (resnet50)"``.
+def network_label(
+    target: str | type | None = None, backbone: str | None = None, definition: Mapping[str, Any] | None = None
+) -> str:
+    """Row label naming the scored network: its class name and backbone, e.g. ``"L2GNet (resnet50)"``, or for an
+    ensemble of folds ``"L2GNet (resnet50), 5 folds"`` (``", mirrored"`` with test-time flips).
 
     Args:
         target: the network's class or its ``_target_`` path, e.g. ``"l2gnet_monai.networks.L2GNet"``.
         backbone: the encoder's name, if the network has one.
+        definition: the network's definition as a plan records it; when given, it names the network instead.
     """
+    if definition:
+        members = definition.get("network") if str(definition.get("_target_", "")).endswith("FoldEnsemble") else None
+        if isinstance(members, Mapping):
+            count = int(definition.get("num_members", 1))
+            label = network_label(definition=members) + (f", {count} folds" if count > 1 else "")
+            return label + (", mirrored" if definition.get("flip_axes") else "")
+        return network_label(definition.get("_target_", "network"), definition.get("backbone"))
     name = target.__name__ if isinstance(target, type) else str(target).rsplit(".", 1)[-1]
     return f"{name} ({backbone})" if backbone else name
 

@@ -4,12 +4,14 @@
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
 """L2GNet and its building blocks: encoders, the vector quantizer, the Nystrom embedding, log-domain Sinkhorn, the
-L2GMapper, and what the bottleneck does with an image (:mod:`~l2gnet_monai.networks.explain`).
+L2GMapper, what the bottleneck does with an image (:mod:`~l2gnet_monai.networks.explain`), and the ensemble of
+trained folds (:class:`~l2gnet_monai.networks.ensemble.FoldEnsemble`).
 
 May import torch and MONAI only: the network is usable without the rest of the package.
 """
 
 from l2gnet_monai.networks.encoders import BackboneStages, ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.ensemble import FoldEnsemble
 from l2gnet_monai.networks.l2g_mapper import L2GMapper, positional_prior
 from l2gnet_monai.networks.l2gnet import CheckpointMismatchError, L2GNet, describe_checkpoint
 from l2gnet_monai.networks.nystrom import NystromEmbedding, inverse_sqrt_psd
@@ -21,6 +23,7 @@ __all__ = [
     "CheckpointMismatchError",
     "describe_checkpoint",
     "L2GMapper",
+    "FoldEnsemble",
     "NystromEmbedding",
     "CodebookQuantizer",
     "ResNetStages",

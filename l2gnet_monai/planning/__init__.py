@@ -11,6 +11,8 @@
 * :mod:`~l2gnet_monai.planning.network`: the plan's network definition, built and read back;
 * :mod:`~l2gnet_monai.planning.plan`: the plan, carried inside every checkpoint (``PlanState``);
 * :mod:`~l2gnet_monai.planning.checkpoint`: the plan read from a checkpoint and checked against its readable copy;
+* :mod:`~l2gnet_monai.planning.folds`: cross-validation: the stored split (``splits.json``) and a fold's cases;
+* :mod:`~l2gnet_monai.planning.ensemble`: the weights a workflow uses: one model, one fold, or the folds' ensemble;
 * :mod:`~l2gnet_monai.planning.trained_bundle`: a trained bundle opened in Python (network, preprocessing, classes);
 * :mod:`~l2gnet_monai.planning.packaging` and :mod:`~l2gnet_monai.planning.install`: the bundle as a model-zoo zip;
 * :mod:`~l2gnet_monai.planning.bundle_root`: where the bundle is, and the checkpoint a workflow needs.
@@ -55,6 +57,20 @@ _LAZY = {
     "PlanCopy": "l2gnet_monai.planning.checkpoint",
     "record_scores": "l2gnet_monai.planning.checkpoint",
     "load_bundle": "l2gnet_monai.planning.trained_bundle",
+    "SPLITS_FILE": "l2gnet_monai.planning.folds",
+    "case_id": "l2gnet_monai.planning.folds",
+    "cross_validation_pool": "l2gnet_monai.planning.folds",
+    "make_splits": "l2gnet_monai.planning.folds",
+    "read_splits": "l2gnet_monai.planning.folds",
+    "ensure_splits": "l2gnet_monai.planning.folds",
+    "cross_validation_fold": "l2gnet_monai.planning.folds",
+    "split_cases": "l2gnet_monai.planning.folds",
+    "fold_dir": "l2gnet_monai.planning.folds",
+    "ENSEMBLE_NETWORK": "l2gnet_monai.planning.ensemble",
+    "parse_folds": "l2gnet_monai.planning.ensemble",
+    "fold_checkpoints": "l2gnet_monai.planning.ensemble",
+    "ensemble_checkpoint": "l2gnet_monai.planning.ensemble",
+    "trained_model_file": "l2gnet_monai.planning.ensemble",
     "BundleError": "l2gnet_monai.planning.packaging",
     "DEFAULT_BUNDLE_NAME": "l2gnet_monai.planning.packaging",
     "OVERRIDE_TARGETS": "l2gnet_monai.planning.packaging",

@@ -40,7 +40,10 @@ __all__ = ["checkpoint_plan", "trained_plan", "PlanCopy", "record_scores"]
 logger = logging.getLogger(__name__)
 
 #: Everything a plan holds: a readable copy must equal its checkpoint's plan in all of it.
-_ALL_KEYS = ("class_names", "modality", "ct_window", "slice_size", "slice_axis", "network", "dataset", "batch_size")
+_ALL_KEYS = (
+    *("class_names", "modality", "ct_window", "slice_size", "slice_axis", "network", "dataset", "batch_size"),
+    *("fold", "ensemble"),
+)
 
 
 def checkpoint_plan(path: str | os.PathLike | None) -> dict[str, Any]:

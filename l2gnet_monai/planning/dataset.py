@@ -234,19 +234,58 @@ def dataset_datalist(
     return resolve_datalist(None, phantom_dir=folder, phantom=phantom)
 
 
-def evaluation_split(split: str, datalist_file: str | os.PathLike, validation_split: str = "validation") -> str:
+def evaluation_split(
+    split: str,
+    datalist_file: str | os.PathLike,
+    validation_split: str = "validation",
+    plan: Mapping[str, Any] | None = None,
+) -> str:
     """The datalist key to evaluate: ``split`` itself, or for ``"auto"`` the labelled ``test`` list when the dataset
     has one (``imagesTs``/``labelsTs``), else the validation cases the training held out.
+
+    A fold of a cross-validation (the plan's ``"fold"``) is evaluated on the cases it held out (``"auto"`` gives
+    ``"validation"``, which are those cases); an ensemble of folds, whose folds trained on every case of the
+    ``training`` list between them, only on the dataset's ``test`` list or its own ``validation`` list (``"auto"``:
+    the first of them it has).
 
     Args:
         split: ``"auto"``, ``"test"``, ``"validation"`` or ``"training"``.
         datalist_file: the dataset's ``dataset.json``.
         validation_split: the key the training validated on (the plan's).
+        plan: the plan of the evaluated weights.
+
+    Raises:
+        DatasetError: an ensemble of folds asked to score cases that some fold trained on, or a dataset without
+            cases it can score.
     """
+    plan = plan or {}
+    if split == "auto" and plan.get("fold"):
+        return "validation"
+    ensemble_folds = list((plan.get("ensemble") or {}).get("folds") or [])
+    if len(ensemble_folds) > 1:
+        return _ensemble_split(split, datalist_file, ensemble_folds)
     if split != "auto":
         return split
+    return "test" if _labelled_cases(datalist_file, "test") else validation_split
+
+
+def _labelled_cases(datalist_file: str | os.PathLike, split: str) -> bool:
     try:
-        test = load_split(datalist_file, "test", require_labels=True)
-    except (DatasetError, ValueError, KeyError):  # no test list, or test images without labels: nothing to score
-        test = []
-    return "test" if test else validation_split
+        return bool(load_split(datalist_file, split, holdout_fraction=0, require_labels=True))
+    except (DatasetError, ValueError, KeyError):  # no such list, or images without labels: nothing to score
+        return False
+
+
+def _ensemble_split(split: str, datalist_file: str | os.PathLike, folds: list) -> str:
+    """The split an ensemble of folds is scored on: ``test``, or the dataset's own ``validation`` list; never cases
+    of the cross-validation, each of which some fold trained on."""
+    if split in ("auto", "test") and _labelled_cases(datalist_file, "test"):
+        return "test"
+    if split in ("auto", "validation") and _labelled_cases(datalist_file, "validation"):
+        return "validation"  # with holdout_fraction 0: the dataset's own list, which cross-validation leaves out
+    raise DatasetError(
+        f"evaluation_split: the folds {folds} of the ensemble trained on every case of {os.fspath(datalist_file)!r}'s "
+        f"training list between them, so it can only be scored on a labelled test or validation list"
+        + (f" (asked for {split!r}, which it lacks)" if split in ("test", "validation") else f", not on {split!r}")
+        + ". Each fold's scores on its held-out cases come from evaluating it with --fold K."
+    )

@@ -197,6 +197,7 @@ def _check_model(model_file: Path, inference_config: dict[str, Any], bundle_dir:
         raise BundleError(f"model: {str(model_file)!r} is not a state dict (or {{'model': state dict}}).")
     parser = ConfigParser(config=json.loads(json.dumps(inference_config)))
     parser["bundle_root"] = str(bundle_dir)
+    parser["ckpt_path"] = str(model_file)  # the weights packaged as models/model.pt (an ensemble's, with --folds)
     expected = {k: tuple(v.shape) for k, v in parser.get_parsed_content("network_def").state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
@@ -276,6 +277,8 @@ def package_bundle(
     name: str | None = None,
     overrides: str | PathLike | Sequence[PathLike] | None = None,
     include_model: bool = True,
+    folds: Any = None,
+    test_time_flips: bool = False,
 ) -> Path:
     """Write the bundle as ``<output_dir>/<name>_v<version>.zip`` in the MONAI model zoo's form.
 
@@ -299,6 +302,10 @@ def package_bundle(
         overrides: config override files merged, in order, into the packaged ``train.json`` and
             ``inference.json``; a comma-separated string or a sequence of paths.
         include_model: put ``models/model.pt`` in the zip when it exists.
+        folds: ``"all"`` or fold numbers: package the ensemble of these cross-validation folds
+            (``models/fold_K/model.pt``, see :func:`~l2gnet_monai.planning.ensemble.ensemble_checkpoint`) as the
+            zip's ``models/model.pt``, which MONAI Label then serves like any model.
+        test_time_flips: the packaged model also averages over mirrored inputs.
 
     Returns:
         The path of the zip.
@@ -320,10 +327,18 @@ def package_bundle(
 
     model_file = bundle / "models" / "model.pt"
     try:
+        if include_model and (folds is not None or test_time_flips):
+            from l2gnet_monai.planning.ensemble import trained_model_file
+
+            model_file = Path(
+                trained_model_file(
+                    bundle / "models", bundle / "models", folds, test_time_flips, configs / "metadata.json"
+                )
+            )
         plan = trained_plan(model_file) if include_model and model_file.is_file() else {}
     except DatasetError as e:  # not a checkpoint that loads safely, or a plan.json that disagrees with it
         raise BundleError(f"model: {e}") from e
-    trained_metadata = bundle / "models" / METADATA_FILE
+    trained_metadata = model_file.parent / METADATA_FILE
 
     files: dict[str, bytes | Path] = {}
     merged: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,12 @@ and the NIfTI headers, nothing generated) and from its settings, everything that
      "ct_window": [-125, 275], "slice_size": [224, 224], "slice_axis": 0, "median_spacing": [4.0, 1.2, 1.2],
      "dataset": {"datalist": "/data/my_mri/dataset.json", "phantom": null},
      "validation_split": "validation", "holdout_fraction": 0.2, "batch_size": 24,
-     "network": {"_target_": "l2gnet_monai.networks.L2GNet", "out_channels": 3, "backbone": "resnet18", ...}}
+     "network": {"_target_": "l2gnet_monai.networks.L2GNet", "out_channels": 3, "backbone": "resnet18", ...},
+     "fold": null}
+
+``"fold"`` is ``{"fold": 2, "num_folds": 5, "train": [...], "val": [...]}`` for a fold of a cross-validation
+(:mod:`~l2gnet_monai.planning.folds`); an ensemble of folds (:mod:`~l2gnet_monai.planning.ensemble`) adds
+``"ensemble"``: which folds' weights it holds.
 
 **Weights and plan are one artifact.** The plan is an entry of every checkpoint training writes (``"plan"`` beside
 ``"model"``: :class:`PlanState` in the savers' ``save_dict``), so a ``model.pt`` cannot be paired with another
@@ -77,6 +82,7 @@ def build_plan(
     batch_size: int | None = None,
     validation_split: str = "validation",
     holdout_fraction: float = 0.2,
+    fold: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The plan of a training run, from the values its config resolved (the arguments are config keys).
 
@@ -94,6 +100,8 @@ def build_plan(
         validation_split: the datalist key validated on (``validation``, or ``test``).
         holdout_fraction: the fraction of training cases held out for validation when the dataset has no
             ``validation`` list; evaluation holds out the same cases.
+        fold: the cross-validation fold trained (:func:`~l2gnet_monai.planning.folds.cross_validation_fold`: its
+            number and the cases it trains on and holds out), or ``None``.
 
     Returns:
         The plan, JSON-serialisable.
@@ -126,6 +134,7 @@ def build_plan(
         "holdout_fraction": float(holdout_fraction),
         "batch_size": None if batch_size is None else int(batch_size),
         "network": record,
+        "fold": json.loads(json.dumps(dict(fold))) if fold else None,
     }
 
 
@@ -327,4 +336,9 @@ def training_overrides(plan: Mapping[str, Any]) -> dict[str, Any]:
     The packaged ``train.json`` then takes the classes, modality, slicing, network and batch size from the plan of
     its own ``models/model.pt`` (MONAI Label trains it further on its own datalist, without ``dataset_dir``).
     """
-    return {"trained_checkpoint": "$@ckpt_dir + '/model.pt'", "batch_size": plan.get("batch_size") or 24}
+    return {
+        "trained_checkpoint": "$@ckpt_dir + '/model.pt'",
+        "batch_size": plan.get("batch_size") or 24,
+        # a fold's cases are named in its plan; further training (MONAI Label's) uses its own datalist instead
+        "cross_validation": None,
+    }
