@@ -28,12 +28,13 @@ from l2gnet_monai.cli.arguments import PAPER_DATASETS
 from l2gnet_monai.cli.bundles import BundleCommands
 from l2gnet_monai.cli.datasets import NEXT_STEPS, PROG, DatasetCommands
 from l2gnet_monai.cli.scores import ScoreCommands
+from l2gnet_monai.cli.study import StudyCommands
 from l2gnet_monai.data.errors import DatasetError
 
 __all__ = ["L2GNetCLI", "main", "NEXT_STEPS", "PAPER_DATASETS", "PROG"]
 
 
-class L2GNetCLI(DatasetCommands, ScoreCommands, BundleCommands):
+class L2GNetCLI(DatasetCommands, ScoreCommands, BundleCommands, StudyCommands):
     """L2GNet for MONAI: prepare the paper's datasets (Synapse CT, ACDC MRI), score results, distribute the bundle.
 
     Typical use, from the repository root: convert a download into the folder layout the MONAI bundle reads,
@@ -51,7 +52,8 @@ class L2GNetCLI(DatasetCommands, ScoreCommands, BundleCommands):
     Commands: prepare and detect (datasets), evaluate (score a folder of predicted label maps), compare (our
     summary.json beside the paper's rows) and table (the paper's rows), see docs/datasets.md; explain (pictures of
     the bottleneck's codes and transport plans), see docs/interpretability.md; package-bundle (a versioned zip of
-    bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md.
+    bundle/) and install-bundle (unpack such a zip safely), see docs/distribution.md; study (ablations and
+    baselines, cross-validated, with a report), see docs/ablation.md.
 
     Source layouts recognised by `prepare` and `detect`:
       synapse-raw        BTCV "RawData" release: RawData/Training/img/img0001.nii.gz, RawData/Training/label/...

@@ -121,7 +121,7 @@ class BundleCommands:
             overrides: override files, comma-separated (JSON or YAML, merged in order).
             include_model: put models/model.pt in the zip when it exists (--noinclude_model: configs only).
             folds: 'all' or fold numbers (0,1,2): package the ensemble of these trained folds (models/fold_K/model.pt)
-                as the zip's models/model.pt, served by MONAI Label like one model (docs/cross_validation.md).
+                as the zip's models/model.pt, served by MONAI Label like one model (docs/bundle.md, cross-validation).
             test_time_flips: the packaged model also averages its predictions over mirrored slices.
         """
         from l2gnet_monai.planning.packaging import package_bundle

@@ -57,6 +57,8 @@ _LAZY = {
     "ReportBuilder": "l2gnet_monai.evaluation.report",
     "REPORT_NAME": "l2gnet_monai.evaluation.report",
     "REPORT_FILES": "l2gnet_monai.evaluation.report",
+    "REPORT_CSS": "l2gnet_monai.evaluation.report",
+    "html_table": "l2gnet_monai.evaluation.report",
     "PaperMetricsHandler": "l2gnet_monai.evaluation.handler",
     "mean_dice_metric": "l2gnet_monai.evaluation.key_metric",
 }

@@ -45,7 +45,7 @@ from l2gnet_monai.visualize.overlays import (
 )
 from l2gnet_monai.visualize.views import slice_view
 
-__all__ = ["ReportBuilder", "REPORT_NAME", "REPORT_FILES"]
+__all__ = ["ReportBuilder", "REPORT_NAME", "REPORT_FILES", "REPORT_CSS", "html_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ REPORT_FILES = "report_files"
 #: Up to this many cases, the box plots draw every case as a dot.
 _FEW_CASES = 20
 
-_CSS = """
+REPORT_CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
@@ -236,7 +236,7 @@ class ReportBuilder:
             title = f"Evaluation report: {summary.get('method') or 'segmentation'}, {summary['num_cases']} cases"
             page = (
                 "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
-                f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+                f"<title>{html.escape(title)}</title>\n<style>{REPORT_CSS}</style>\n</head>\n<body>\n"
                 f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
             )
             with open(os.path.join(staging, REPORT_NAME), "w", encoding="utf-8") as f:
@@ -279,13 +279,13 @@ class ReportBuilder:
                 f"({summary.get('hd95_method')} HD95 definition)."
             )
             heading = "Scores per class"
-        return f"<h2>{heading}</h2>\n" + _html_table(header, rows, ours) + f"<p class='note'>{html.escape(note)}</p>"
+        return f"<h2>{heading}</h2>\n" + html_table(header, rows, ours) + f"<p class='note'>{html.escape(note)}</p>"
 
     def _case_table(self, results: EvaluationResults) -> str:
         names = list(self.class_names.values())
         header = ["Case", *(f"{n} DSC (%)" for n in names)]
         rows = [[case, *(f"{100 * scores[n]['dice']:.1f}" for n in names)] for case, scores in results.per_case.items()]
-        return "<h2>Dice per case</h2>\n" + _html_table(header, rows)
+        return "<h2>Dice per case</h2>\n" + html_table(header, rows)
 
     def _boxplot_section(self, results: EvaluationResults, files: str) -> str:
         plt = require_matplotlib()
@@ -375,13 +375,15 @@ def _run_section(run: Mapping[str, Any] | None) -> str:
         for key, value in run.items()
     ]
     return (
-        "<h2>How it ran</h2>\n" + _html_table(["Setting", "Value"], rows) + "<p class='note'>The precision the "
+        "<h2>How it ran</h2>\n" + html_table(["Setting", "Value"], rows) + "<p class='note'>The precision the "
         "network ran in, the compile setting, the device, the versions, the weights' SHA-256 and their training "
         'plan, as recorded in summary.json\'s "run".</p>'
     )
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], ours: Sequence[str] | None = None) -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], ours: Sequence[str] | None = None) -> str:
+    """An HTML table of escaped text cells; ``ours`` is a last, highlighted row."""
+
     def row(cells: Sequence[str], tag: str = "td", css: str = "") -> str:
         inner = "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells)
         return f"<tr{css}>{inner}</tr>"
