@@ -54,7 +54,8 @@ class StudyCommands:
             output: the study's folder.
             variants: names in VARIANTS_DIR (l2gnet, no_mapper, no_quantizer, codebook_256, q2, ...) or override
                 files, comma-separated.
-            folds: 'all' or fold numbers, comma-separated.
+            folds: 'all' or fold numbers, comma-separated; 'none': no cross-validation, each variant trained on every
+                training case and scored on the dataset's test list (the paper's protocol).
             num_folds: folds of the split (when OUTPUT/splits.json exists, it must have as many).
             overrides: override files applied before each variant's (e.g. configs/cpu.json), comma-separated.
             bundle_dir: the bundle.

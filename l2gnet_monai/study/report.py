@@ -80,7 +80,7 @@ def collect_study(study_dir: str | os.PathLike) -> dict[str, Any]:
         runs: dict[int, Any] = {}
         plan: dict[str, Any] = {}
         for fold in settings["folds"]:
-            run_dir = folder / "runs" / name / f"fold_{fold}"
+            run_dir = folder / "runs" / name / ("full" if fold == "none" else f"fold_{fold}")
             record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
             summary_file, per_case_file = run_dir / "eval" / "summary.json", run_dir / "eval" / "metrics_per_case.csv"
             run: dict[str, Any] = {"status": record.get("status", "not run"), "record": record}
@@ -89,7 +89,7 @@ def collect_study(study_dir: str | os.PathLike) -> dict[str, Any]:
                 run["per_case"] = _per_case(per_case_file)
                 class_names = class_names or list(run["summary"]["per_class"])
                 plan = plan or checkpoint_plan(run_dir / "model.pt")
-            runs[int(fold)] = run
+            runs[-1 if fold == "none" else int(fold)] = run
         variants[name] = {"description": variant["description"], "runs": runs, "plan_network": plan.get("network")}
         variants[name]["summary"] = _variant_summary(runs, class_names, plan)
     return {"settings": settings, "class_names": class_names, "variants": variants}
@@ -128,7 +128,9 @@ def _variant_summary(runs: Mapping[int, Any], class_names: list[str], plan: Mapp
         try:
             summary["complexity"] = _complexity(plan)
         except Exception as e:  # a report without the cost column rather than none at all
-            logger.warning("study: parameters and FLOPs of %s could not be counted (%s).", plan["network"]["_target_"], e)
+            logger.warning(
+                "study: parameters and FLOPs of %s could not be counted (%s).", plan["network"]["_target_"], e
+            )
     return summary
 
 
@@ -254,8 +256,14 @@ def _html(study: Mapping[str, Any], comparisons: Mapping[str, Any], reference: s
     sections = [
         "<h2>Scores (mean ± SD over folds)</h2>",
         html_table(header, rows),
-        "<p class='note'>Each fold is scored on the cases it held out; the mean over its cases per class, then over "
-        "classes, as the paper's tables. HD95 in the evaluation's unit (mm with the images' spacing).</p>",
+        "<p class='note'>"
+        + (
+            "Each variant trained on every training case and scored on the test list (fold -1)"
+            if settings["folds"] == ["none"]
+            else "Each fold is scored on the cases it held out"
+        )
+        + "; the mean over its cases per class, then over classes, as the paper's tables. HD95 in the evaluation's "
+        "unit (mm with the images' spacing).</p>",
     ]
     header = ["Variant", "cases", "ΔDSC (points)", "95% CI", "Wilcoxon p", "ΔHD95", "95% CI", "Wilcoxon p"]
     rows = []

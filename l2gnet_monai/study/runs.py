@@ -92,16 +92,18 @@ class StudyRun:
     Args:
         variant: the variant's name.
         variant_file: its override file.
-        fold: the cross-validation fold.
+        fold: the cross-validation fold; ``None``: trained on every training case and evaluated on the test list
+            (the paper's protocol).
     """
 
     variant: str
     variant_file: Path
-    fold: int
+    fold: int | None
 
     def folder(self, study_dir: str | os.PathLike) -> Path:
-        """``STUDY/runs/VARIANT/fold_K``: the run's weights, evaluation and ``run.json``."""
-        return Path(study_dir) / "runs" / self.variant / f"fold_{self.fold}"
+        """``STUDY/runs/VARIANT/fold_K`` (``STUDY/runs/VARIANT/full`` without a fold): the run's weights,
+        evaluation and ``run.json``."""
+        return Path(study_dir) / "runs" / self.variant / ("full" if self.fold is None else f"fold_{self.fold}")
 
 
 def _wait_with_usage(command: Sequence[str], log: Path, env: Mapping[str, str]) -> tuple[int, float, float]:
@@ -122,7 +124,8 @@ class Study:
             synthetic CT (generated into ``study_dir/data``).
         study_dir: the study's folder (created).
         variants: variant names (``configs/variants/NAME.json``) or override files.
-        folds: fold numbers, or ``"all"`` for ``range(num_folds)``.
+        folds: fold numbers, ``"all"`` for ``range(num_folds)``, or ``"none"``: no cross-validation, one run per
+            variant trained on every training case and evaluated on the dataset's test list (the paper's protocol).
         num_folds: folds of the split.
         bundle_dir: the bundle (its ``configs/``).
         overrides: override files applied before each variant's (e.g. ``configs/cpu.json``).
@@ -149,15 +152,16 @@ class Study:
             raise DatasetError(f"bundle_dir: {str(self.bundle_dir)!r} has no configs/train.json.")
         self.variants = find_variants(variants, variants_dir)
         self.num_folds = int(num_folds)
-        selected = (
-            list(range(self.num_folds)) if str(folds).strip().lower() == "all" else [int(f) for f in _names(folds)]
-        )
-        outside = [f for f in selected if not 0 <= f < self.num_folds]
-        if outside or not selected:
-            raise DatasetError(
-                f"folds: {outside or folds} are not folds of {self.num_folds} (0 ... {self.num_folds - 1})."
-            )
-        self.folds = selected
+        key = str(folds).strip().lower()
+        selected: list[int] = []
+        if key != "none":
+            selected = list(range(self.num_folds)) if key == "all" else [int(f) for f in _names(folds)]
+            outside = [f for f in selected if not 0 <= f < self.num_folds]
+            if outside or not selected:
+                raise DatasetError(
+                    f"folds: {outside or folds} are not folds of {self.num_folds} (0 ... {self.num_folds - 1})."
+                )
+        self.folds: list[int | None] = list(selected) if selected else [None]
         self.overrides = [Path(p).resolve() for p in _names(overrides or [])]
         missing = [str(p) for p in self.overrides if not p.is_file()]
         if missing:
@@ -174,8 +178,19 @@ class Study:
         return self.study_dir / SPLITS_FILE
 
     def _common(self, run: StudyRun) -> list[str]:
-        args = ["--bundle_root", str(self.bundle_dir), "--fold", str(run.fold), "--num_folds", str(self.num_folds)]
-        args += ["--models_dir", str(self.study_dir / "runs" / run.variant), "--splits_file", str(self.splits_file)]
+        args = ["--bundle_root", str(self.bundle_dir)]
+        if run.fold is None:
+            args += ["--models_dir", str(run.folder(self.study_dir))]
+        else:
+            args += [
+                "--fold",
+                str(run.fold),
+                "--num_folds",
+                str(self.num_folds),
+                "--splits_file",
+                str(self.splits_file),
+            ]
+            args += ["--models_dir", str(self.study_dir / "runs" / run.variant)]
         if self.dataset is not None:
             args += ["--dataset_dir", self.dataset]
         else:
@@ -228,7 +243,8 @@ class Study:
         for key, value in zip(arguments[::2], arguments[1::2]):
             parser[key.lstrip("-")] = value
         datalist = parser.get_parsed_content("datalist_file")
-        ensure_splits(self.splits_file, datalist, self.num_folds, int(parser.get_parsed_content("split_seed")))
+        if first.fold is not None:
+            ensure_splits(self.splits_file, datalist, self.num_folds, int(parser.get_parsed_content("split_seed")))
         settings = {
             "dataset": self.dataset or "phantom",
             "datalist": datalist,
@@ -238,7 +254,7 @@ class Study:
                 name: {"file": str(path), "description": variant_description(path)}
                 for name, path in self.variants.items()
             },
-            "folds": self.folds,
+            "folds": ["none" if f is None else f for f in self.folds],
             "num_folds": self.num_folds,
         }
         (self.study_dir / "study.json").write_text(json.dumps(settings, indent=2) + "\n")
@@ -297,7 +313,8 @@ class Study:
         lines = []
         for run in self.runs:
             args = [*program, "study", self.dataset or "phantom", "--output", str(self.study_dir)]
-            args += ["--variants", str(run.variant_file), "--folds", str(run.fold), "--num_folds", str(self.num_folds)]
+            fold = "none" if run.fold is None else str(run.fold)
+            args += ["--variants", str(run.variant_file), "--folds", fold, "--num_folds", str(self.num_folds)]
             args += ["--bundle_dir", str(self.bundle_dir), "--report", str(report)]
             if self.overrides:
                 args += ["--overrides", ",".join(str(p) for p in self.overrides)]

@@ -138,7 +138,8 @@ def test_overrides_are_merged_into_train_and_inference(untrained_bundle: Path, t
     train = json.loads(merged[f"{NAME}/configs/train.json"])
     inference = json.loads(merged[f"{NAME}/configs/inference.json"])
     for config in (train, inference):
-        assert config["network_def"]["backbone"] == "resnet18" and config["network_def"]["codebook_size"] == 64
+        assert config["backbone"] == "resnet18" and config["network_def"]["codebook_size"] == 64
+        assert config["network_def"]["backbone"] == "@backbone"
         assert config["network_def"]["spatial_dims"] == 2  # nested keys replace one argument only
         assert config["slice_size"] == [64, 64] and config["num_workers"] == 1  # the later file wins
         assert (
