@@ -124,6 +124,9 @@ def _variant_summary(runs: Mapping[int, Any], class_names: list[str], plan: Mapp
             for key in ("codes_used", "perplexity")
             if all(key in c for c in codebooks)
         }
+        # classes whose most used code is also another class's: a codebook that does not tell them apart
+        shared = [sum(len(g) for g in (c.get("shared_dominant_codes") or {}).values()) for c in codebooks]
+        summary["codebook"]["classes_sharing_a_dominant_code"] = spread([float(n) for n in shared])
     if plan:
         try:
             summary["complexity"] = _complexity(plan)
@@ -300,6 +303,7 @@ def _html(study: Mapping[str, Any], comparisons: Mapping[str, Any], reference: s
         "peak memory (MiB)",
         "codes used",
         "perplexity",
+        "classes sharing a dominant code",
     ]
     rows = []
     for name, v in variants.items():
@@ -315,6 +319,7 @@ def _html(study: Mapping[str, Any], comparisons: Mapping[str, Any], reference: s
                 f"{s['train_peak_rss_mib']:.0f}" if "train_peak_rss_mib" in s else "-",
                 _fmt((s.get("codebook") or {}).get("codes_used"), 1, 1),
                 _fmt((s.get("codebook") or {}).get("perplexity"), 1, 1),
+                _fmt((s.get("codebook") or {}).get("classes_sharing_a_dominant_code"), 1, 1),
             ]
         )
     sections += [
@@ -322,7 +327,8 @@ def _html(study: Mapping[str, Any], comparisons: Mapping[str, Any], reference: s
         html_table(header, rows),
         "<p class='note'>Parameters and forward FLOPs of one slice at the trained slice size (batch 1). Training time "
         "is the mean wall time of a fold's training; peak memory the largest resident set of a training process "
-        "(host memory). Codes used and perplexity of the codebook on the held-out cases (mean ± SD over folds).</p>",
+        "(host memory). Codes used and perplexity of the codebook on the held-out cases, and how many classes "
+        "share their most used code with another class (mean ± SD over folds).</p>",
     ]
     for picture in pictures:
         sections.append(f"<img src='{REPORT_FILES}/{picture}' alt='{html.escape(picture)}'>")

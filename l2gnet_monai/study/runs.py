@@ -191,6 +191,8 @@ class Study:
                 str(self.splits_file),
             ]
             args += ["--models_dir", str(self.study_dir / "runs" / run.variant)]
+            # a fold validates on, and is scored on, the cases it held out, whatever an override's protocol says
+            args += ["--validation_split", "validation", "--evaluation_split", "auto"]
         if self.dataset is not None:
             args += ["--dataset_dir", self.dataset]
         else:
