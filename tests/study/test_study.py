@@ -46,14 +46,17 @@ def test_every_run_is_trained_on_the_stored_split_and_evaluated_on_its_held_out_
             record = json.loads((run / "run.json").read_text())
             assert record["status"] == "done" and record["train"]["exit_status"] == 0
             assert record["train"]["seconds"] > 0 and record["train"]["peak_rss_mib"] > 100
-            scored = {r["case"].split(".nii")[0] for r in csv.DictReader(open(run / "eval" / "metrics_per_case.csv"))}
+            scored = {
+                r["case"].split(".nii")[0]
+                for r in csv.DictReader((run / "eval" / "metrics_per_case.csv").read_text().splitlines())
+            }
             assert scored == set(splits[fold]["val"])
     plan = json.loads((smoke_study / "runs" / "no_mapper" / "fold_0" / "plan.json").read_text())
     assert plan["network"]["num_references"] == 0 and plan["fold"]["fold"] == 0
 
 
 def test_the_report_holds_both_variants_both_folds_and_their_intervals(smoke_study):
-    rows = list(csv.DictReader(open(smoke_study / "study.csv")))
+    rows = list(csv.DictReader((smoke_study / "study.csv").read_text().splitlines()))
     assert sorted((r["variant"], r["fold"]) for r in rows) == [
         ("l2gnet", "0"), ("l2gnet", "1"), ("no_mapper", "0"), ("no_mapper", "1")
     ]  # fmt: skip
