@@ -4,14 +4,17 @@
 # You may obtain a copy of the License at
 #     http://www.apache.org/licenses/LICENSE-2.0
 """L2GNet and its building blocks: encoders, the vector quantizer, the Nystrom embedding, log-domain Sinkhorn, the
-L2GMapper, and what the bottleneck does with an image (:mod:`~l2gnet_monai.networks.explain`).
+L2GMapper, TransUNet's transformer bottleneck (for the comparison), and what the bottleneck does with an image
+(:mod:`~l2gnet_monai.networks.explain`).
 
 May import torch and MONAI only: the network is usable without the rest of the package.
 """
 
+from l2gnet_monai.networks.attention import TransformerBottleneck
+from l2gnet_monai.networks.checkpoints import CheckpointMismatchError, describe_checkpoint
 from l2gnet_monai.networks.encoders import BackboneStages, ResNetStages, build_encoder, load_torchvision_resnet
 from l2gnet_monai.networks.l2g_mapper import L2GMapper, positional_prior
-from l2gnet_monai.networks.l2gnet import CheckpointMismatchError, L2GNet, describe_checkpoint
+from l2gnet_monai.networks.l2gnet import L2GNet
 from l2gnet_monai.networks.nystrom import NystromEmbedding, inverse_sqrt_psd
 from l2gnet_monai.networks.quantizer import CodebookQuantizer
 from l2gnet_monai.networks.sinkhorn import sinkhorn
@@ -21,6 +24,7 @@ __all__ = [
     "CheckpointMismatchError",
     "describe_checkpoint",
     "L2GMapper",
+    "TransformerBottleneck",
     "NystromEmbedding",
     "CodebookQuantizer",
     "ResNetStages",
