@@ -8,7 +8,6 @@
 from typing import List, Sequence, Union
 
 import torch
-from monai.networks.blocks import TransformerBlock
 from torch import nn
 
 __all__ = ["TransformerBottleneck"]
@@ -20,13 +19,15 @@ class TransformerBottleneck(nn.Module):
     ::
 
         x (B, D, *g) -> tokens (B, n, D) + position embedding (interpolated to g)
-          -> L x [x + MSA(LN(x)); x + MLP(LN(x))]   (MONAI's TransformerBlock)
+          -> L x [x + MSA(LN(x)); x + MLP(LN(x))]   (torch's TransformerEncoderLayer, norm_first)
           -> LN -> (B, D, *g)
 
-    The layers are MONAI's :class:`~monai.networks.blocks.TransformerBlock` (multi-head self-attention through
-    ``torch.nn.functional.scaled_dot_product_attention`` and a GELU MLP, each behind a LayerNorm and a residual
-    connection); a final LayerNorm follows, as in ViT's and TransUNet's encoder. Cost: ``O(L n^2 D)`` time and
-    ``O(n^2)`` memory per head for the attention, ``O(L n D^2)`` for the projections and MLPs.
+    The layers are torch's :class:`~torch.nn.TransformerEncoderLayer` with ``norm_first=True`` (multi-head
+    self-attention, through ``scaled_dot_product_attention``, and a GELU MLP, each behind a LayerNorm and a
+    residual connection: ViT's pre-norm layer); a final LayerNorm follows, as in ViT's and TransUNet's encoder.
+    MONAI's ``TransformerBlock`` is the same layer but needs ``einops``, which this package does not depend on.
+    Cost: ``O(L n^2 D)`` time and ``O(n^2)`` memory per head for the attention, ``O(L n D^2)`` for the projections
+    and MLPs.
 
     **Position embedding.** Learned, on a fixed grid (``position_grid``, TransUNet's 14 x 14 for 224 x 224 inputs
     at stride 16), and resized by (bi/tri)linear interpolation to the grid of each input, as ViT does when it is
@@ -71,8 +72,14 @@ class TransformerBottleneck(nn.Module):
         nn.init.trunc_normal_(self.position_embedding, std=0.02)
         self.layers = nn.ModuleList(
             [
-                TransformerBlock(
-                    channels, int(mlp_ratio * channels), num_heads, dropout_rate=dropout, use_flash_attention=True
+                nn.TransformerEncoderLayer(
+                    channels,
+                    num_heads,
+                    dim_feedforward=int(mlp_ratio * channels),
+                    dropout=dropout,
+                    activation="gelu",
+                    batch_first=True,
+                    norm_first=True,
                 )
                 for _ in range(num_layers)
             ]
