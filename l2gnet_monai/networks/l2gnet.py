@@ -201,7 +201,7 @@ class L2GNet(nn.Module):
         self.pre_bottleneck = nn.Sequential(
             conv_block(encoder_channels[-1], codebook_dim), conv_block(codebook_dim, codebook_dim)
         )
-        self.quantizer: Optional[CodebookQuantizer] = None
+        self.quantizer = None  # codebook_size=0: none (TorchScript drops the branches that use it)
         if codebook_size > 0:
             self.quantizer = CodebookQuantizer(
                 spatial_dims,
@@ -213,7 +213,7 @@ class L2GNet(nn.Module):
                 codebook_init=codebook_init,
                 code_assignment=code_assignment,
             )
-        self.mapper: Optional[nn.Module] = None
+        self.mapper = None  # num_references=0: none
         if bottleneck == "attention":
             self.mapper = TransformerBottleneck(
                 spatial_dims, codebook_dim, attention_layers, attention_heads, position_grid=attention_grid
