@@ -11,7 +11,7 @@ L2GMapper, TransUNet's transformer bottleneck (for the comparison), and what the
 May import torch and MONAI only: the network is usable without the rest of the package.
 """
 
-from l2gnet_monai.networks.attention import TransformerBottleneck
+from l2gnet_monai.networks.attention import PreNormTransformerLayer, TransformerBottleneck
 from l2gnet_monai.networks.checkpoints import CheckpointMismatchError, describe_checkpoint
 from l2gnet_monai.networks.complexity import count_flops, count_parameters, network_complexity
 from l2gnet_monai.networks.encoders import BackboneStages, ResNetStages, build_encoder, load_torchvision_resnet
@@ -27,6 +27,7 @@ __all__ = [
     "describe_checkpoint",
     "L2GMapper",
     "TransformerBottleneck",
+    "PreNormTransformerLayer",
     "NystromEmbedding",
     "CodebookQuantizer",
     "ResNetStages",

@@ -10,7 +10,57 @@ from typing import List, Sequence, Union
 import torch
 from torch import nn
 
-__all__ = ["TransformerBottleneck"]
+__all__ = ["TransformerBottleneck", "PreNormTransformerLayer"]
+
+
+class PreNormTransformerLayer(nn.Module):
+    """ViT's pre-norm transformer layer: ``x + MSA(LN(x))``, then ``x + MLP(LN(x))`` (GELU), on ``(B, n, D)``.
+
+    The attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (flash or memory-efficient
+    kernels where the device has them). The same layer as MONAI's ``TransformerBlock`` (which needs ``einops``, not
+    a dependency of this package) and as torch's ``TransformerEncoderLayer(norm_first=True)``, written out so that
+    it has one code path in training and evaluation (torch's takes a fused kernel in eval mode, which
+    ``FlopCounterMode`` does not count and ``torch.jit.trace`` does not reproduce).
+
+    Args:
+        channels: token width ``D``.
+        num_heads: attention heads; must divide ``channels``.
+        mlp_channels: hidden width of the MLP.
+        dropout: dropout rate of the attention weights, the attention output and the MLP.
+    """
+
+    def __init__(self, channels: int, num_heads: int, mlp_channels: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, mlp_channels),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_channels, channels),
+            nn.Dropout(dropout),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: tokens ``(B, n, D)``.
+
+        Returns:
+            ``(B, n, D)``.
+        """
+        batch, n, channels = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(batch, n, 3, self.num_heads, channels // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, n, D / heads)
+        dropout = self.dropout if self.training else 0.0
+        attended = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, n, channels)))
+        return x + self.mlp(self.norm2(x))
 
 
 class TransformerBottleneck(nn.Module):
@@ -19,15 +69,13 @@ class TransformerBottleneck(nn.Module):
     ::
 
         x (B, D, *g) -> tokens (B, n, D) + position embedding (interpolated to g)
-          -> L x [x + MSA(LN(x)); x + MLP(LN(x))]   (torch's TransformerEncoderLayer, norm_first)
+          -> L x [x + MSA(LN(x)); x + MLP(LN(x))]   (PreNormTransformerLayer)
           -> LN -> (B, D, *g)
 
-    The layers are torch's :class:`~torch.nn.TransformerEncoderLayer` with ``norm_first=True`` (multi-head
-    self-attention, through ``scaled_dot_product_attention``, and a GELU MLP, each behind a LayerNorm and a
-    residual connection: ViT's pre-norm layer); a final LayerNorm follows, as in ViT's and TransUNet's encoder.
-    MONAI's ``TransformerBlock`` is the same layer but needs ``einops``, which this package does not depend on.
-    Cost: ``O(L n^2 D)`` time and ``O(n^2)`` memory per head for the attention, ``O(L n D^2)`` for the projections
-    and MLPs.
+    The layers are :class:`PreNormTransformerLayer` (multi-head self-attention and a GELU MLP, each behind a
+    LayerNorm and a residual connection: ViT's pre-norm layer); a final LayerNorm follows, as in ViT's and
+    TransUNet's encoder. Cost: ``O(L n^2 D)`` time and ``O(n^2)`` memory per head for the attention (less with
+    flash kernels), ``O(L n D^2)`` for the projections and MLPs.
 
     **Position embedding.** Learned, on a fixed grid (``position_grid``, TransUNet's 14 x 14 for 224 x 224 inputs
     at stride 16), and resized by (bi/tri)linear interpolation to the grid of each input, as ViT does when it is
@@ -70,19 +118,9 @@ class TransformerBottleneck(nn.Module):
         self.position_grid: List[int] = grid
         self.position_embedding = nn.Parameter(torch.zeros([1, channels] + grid))
         nn.init.trunc_normal_(self.position_embedding, std=0.02)
+        mlp_channels = int(mlp_ratio * channels)
         self.layers = nn.ModuleList(
-            [
-                nn.TransformerEncoderLayer(
-                    channels,
-                    num_heads,
-                    dim_feedforward=int(mlp_ratio * channels),
-                    dropout=dropout,
-                    activation="gelu",
-                    batch_first=True,
-                    norm_first=True,
-                )
-                for _ in range(num_layers)
-            ]
+            [PreNormTransformerLayer(channels, num_heads, mlp_channels, dropout) for _ in range(num_layers)]
         )
         self.norm = nn.LayerNorm(channels)
 

@@ -6,13 +6,22 @@
 """Parameters and forward FLOPs of any network for one input, as the paper's comparison tables report them."""
 
 from collections.abc import Sequence
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 __all__ = ["count_parameters", "count_flops", "network_complexity"]
+
+
+def _attention_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+    """FLOPs of one attention call from its shapes (torch's formula for its CUDA kernels)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# FlopCounterMode knows the CUDA kernels of scaled_dot_product_attention, not the one it takes on the CPU
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops}
 
 
 def count_parameters(network: nn.Module) -> int:
@@ -27,9 +36,9 @@ def count_flops(
     """Forward FLOPs of ``network`` on one random input of ``input_shape``, in total and per direct child module.
 
     The network runs once in eval mode (its mode is restored afterwards) without gradients, under
-    ``torch.utils.flop_counter.FlopCounterMode``, which counts matrix products, convolutions and attention, 2 FLOPs
-    per multiply-add, and no element-wise operations (normalisation, activations, the Sinkhorn iterations' exp and
-    logsumexp).
+    ``torch.utils.flop_counter.FlopCounterMode``, which counts matrix products, convolutions and attention
+    (``scaled_dot_product_attention``, also its CPU kernel), 2 FLOPs per multiply-add, and no element-wise
+    operations (normalisation, activations, the Sinkhorn iterations' exp and logsumexp).
 
     Args:
         network: any module taking one tensor.
@@ -43,7 +52,7 @@ def count_flops(
         device = next((p.device for p in network.parameters()), torch.device("cpu"))
     was_training = network.training
     network.eval()
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     try:
         with counter:
             network(torch.randn(*input_shape, device=device))

@@ -39,5 +39,10 @@ def test_l2gnet_variants_without_batch_axis_and_the_bottleneck_s_share() -> None
     assert plain["parameters"] < full["parameters"] and plain["flops"] < full["flops"]
     attention = network_complexity(small_net(bottleneck="attention", attention_layers=2), (1, 1, 64, 64))
     block = 4 * 64 * 64 + 4 * 64 + 2 * 64 * 256 + 256 + 64 + 4 * 64  # attention, MLP, two LayerNorms
+    # the attention is counted: 2 layers on 4 x 4 positions (projections, MLP, the attention's two products), plus
+    # the quantizer's distances to its 32 codes
+    n = 16
+    layer_flops = 2 * n * (4 * 64 * 64 + 2 * 64 * 256) + 2 * 2 * n * n * 64
+    assert attention["flops"] - plain["flops"] == 2 * layer_flops + 2 * n * 32 * 64
     # the codebook is EMA-updated, not trained: not counted
     assert attention["parameters"] - plain["parameters"] == 2 * block + 2 * 64 + 14 * 14 * 64

@@ -151,3 +151,23 @@ def test_default_arguments_give_bit_identical_outputs_to_the_network_before_the_
     assert len(outputs[0]) == len(outputs[1])
     for before, now in zip(*outputs):
         assert torch.equal(before, now)
+
+
+def test_pre_norm_layer_computes_torch_s_pre_norm_transformer_encoder_layer() -> None:
+    from l2gnet_monai.networks import PreNormTransformerLayer
+
+    torch.manual_seed(0)
+    layer = PreNormTransformerLayer(32, 4, 128).eval()
+    reference = torch.nn.TransformerEncoderLayer(
+        32, 4, 128, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    ).eval()
+    with torch.no_grad():
+        reference.norm1.load_state_dict(layer.norm1.state_dict())
+        reference.norm2.load_state_dict(layer.norm2.state_dict())
+        reference.self_attn.in_proj_weight.copy_(layer.qkv.weight)
+        reference.self_attn.in_proj_bias.copy_(layer.qkv.bias)
+        reference.self_attn.out_proj.load_state_dict(layer.proj.state_dict())
+        reference.linear1.load_state_dict(layer.mlp[0].state_dict())
+        reference.linear2.load_state_dict(layer.mlp[3].state_dict())
+        x = torch.randn(2, 10, 32)
+        torch.testing.assert_close(layer(x), reference(x), atol=1e-5, rtol=1e-5)
