@@ -39,9 +39,10 @@ from _common import (
 )
 from monai.networks.nets import FlexibleUNet
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from l2gnet_monai import L2GNet, L2GNetLoss
+from l2gnet_monai.networks import count_flops as package_count_flops
+from l2gnet_monai.networks import count_parameters
 
 BASELINE = "flexunet"
 TARGET_RATIO = 1.15
@@ -65,24 +66,10 @@ def build_network(name: str, size: int) -> nn.Module:
     raise ValueError(f"unknown network {name!r}.")
 
 
-def count_parameters(net: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
 def count_flops(net: nn.Module, size: int, device: torch.device) -> Dict[str, float]:
-    """Forward FLOPs for one ``size x size`` slice, in total (``"total"``) and per direct child module."""
-    net.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        net(torch.randn(1, 1, size, size, device=device))
-    net.train()
-    counts = counter.get_flop_counts()
-    root = type(net).__name__
-    flops: Dict[str, float] = {"total": float(counter.get_total_flops())}
-    for name, _ in net.named_children():
-        flops[name] = float(sum(counts.get(f"{root}.{name}", {}).values()))
-    return flops
+    """Forward FLOPs for one ``size x size`` slice, in total (``"total"``) and per direct child module
+    (:func:`l2gnet_monai.networks.count_flops`)."""
+    return {name: float(flops) for name, flops in package_count_flops(net, (1, 1, size, size), device).items()}
 
 
 def make_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 0.01) -> Callable[[], None]:

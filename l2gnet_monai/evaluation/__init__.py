@@ -9,6 +9,8 @@
   definition by default; the module docstring explains how it differs from MONAI's);
 * :mod:`~l2gnet_monai.evaluation.results`: averaging over cases and classes, :class:`EvaluationResults`, the
   per-case CSV and ``summary.json``;
+* :mod:`~l2gnet_monai.evaluation.codebook`: the codebook's health over an evaluation (``summary.json``'s
+  ``"codebook"``);
 * :mod:`~l2gnet_monai.evaluation.tables`: the paper's Table 1 / Table 2 and our row beside them (for the paper's
   classes), or a per-class table for any other dataset;
 * :mod:`~l2gnet_monai.evaluation.folders`: scoring a folder of predicted NIfTI files against their ground truth;
@@ -33,6 +35,7 @@ _LAZY = {
     "metric_percase": "l2gnet_monai.evaluation.metrics",
     "compute_case_metrics": "l2gnet_monai.evaluation.metrics",
     "aggregate": "l2gnet_monai.evaluation.results",
+    "codebook_health": "l2gnet_monai.evaluation.codebook",
     "EvaluationResults": "l2gnet_monai.evaluation.results",
     "write_results": "l2gnet_monai.evaluation.results",
     "SYNAPSE_CLASSES": "l2gnet_monai.evaluation.tables",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from l2gnet_monai.evaluation.codebook import codebook_health
 from l2gnet_monai.evaluation.metrics import compute_case_metrics
 from l2gnet_monai.evaluation.provenance import RUN_INFO_KEYS, run_provenance
 from l2gnet_monai.evaluation.report import ReportBuilder
@@ -51,8 +52,10 @@ class PaperMetricsHandler:
     With ``report`` (the default) it also writes ``report.html`` and its pictures (``report_files/``) beside
     them (see :mod:`l2gnet_monai.evaluation.report`): for that it keeps, per case, only the few chosen 2-D slices of
     image,
-    ground truth and prediction, and while the engine runs it counts the codes each predicted class uses
-    (:class:`~l2gnet_monai.networks.explain.CodeUsageRecorder`, for networks with a ``quantizer``).
+    ground truth and prediction. For networks with a vector quantizer it counts, while the engine runs, the codes
+    each predicted class uses (:class:`~l2gnet_monai.networks.explain.CodeUsageRecorder`), for the report's
+    histograms and for ``summary.json``'s ``"codebook"`` (codes used, perplexity overall and per class, each
+    class's dominant code and its share, the classes that share one: :func:`~l2gnet_monai.evaluation.codebook_health`).
 
     Args:
         class_names: ``{index: name}`` of the classes (background may be included; it is not scored).
@@ -126,10 +129,11 @@ class PaperMetricsHandler:
         self.results.run_info = run_provenance(**{**info, **self.run_info})
         if self.report is not None:
             self.report.reset()
-            network = unwrap_network(getattr(engine, "network", None))
-            if isinstance(network, torch.nn.Module) and hasattr(network, "quantizer"):
-                num_classes = int(getattr(network, "out_channels", max(self.class_names) + 1))
-                self._codes = CodeUsageRecorder(network, num_classes).attach()
+        self._codes = None
+        network = unwrap_network(getattr(engine, "network", None))
+        if isinstance(network, torch.nn.Module) and CodeUsageRecorder.applies_to(network):
+            num_classes = int(getattr(network, "out_channels", max(self.class_names) + 1))
+            self._codes = CodeUsageRecorder(network, num_classes).attach()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -172,11 +176,18 @@ class PaperMetricsHandler:
 
     def _report(self, engine: Engine) -> None:
         if not self.results.per_case:
+            self._detach_codes(engine)
             return
         compiled = getattr(self.run_info.get("inferer", getattr(engine, "inferer", None)), "compiled", None)
         network = unwrap_network(getattr(engine, "network", None))
         if self.results.run_info is not None and callable(compiled) and isinstance(network, torch.nn.Module):
             self.results.run_info["compiled"] = compiled(network) is not None
+        class_code_counts = None
+        if self._codes is not None:
+            self._codes.detach()
+            class_code_counts = self._codes.class_code_counts()
+            names = {0: "background", **self.class_names}
+            self.results.codebook = codebook_health(class_code_counts, names, self._codes.code_counts())
         paths = write_results(self.results, self.output_dir)
         summary = self.results.summary()
         engine.state.metrics["mean_dsc"] = summary["mean_dsc"]
@@ -184,9 +195,8 @@ class PaperMetricsHandler:
         logger.info("Scores of %d cases written to %s and %s.", len(self.results.per_case), paths["csv"], paths["json"])
         print(format_report(summary, self.dataset), flush=True)
         if self.report is not None:
-            if self._codes is not None:
-                self._codes.detach()
-                self.report.class_code_counts = self._codes.class_code_counts()
+            if class_code_counts is not None:
+                self.report.class_code_counts = class_code_counts
             page = self.report.write(self.results, self.output_dir, self.dataset or "none")
             logger.info("Report with pictures of every case written to %s.", page)
             self.report.reset()  # the slices are not needed any more

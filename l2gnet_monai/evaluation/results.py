@@ -69,6 +69,8 @@ class EvaluationResults:
             recorded in the summary as ``"method"`` and used as the row label of the tables.
         run_info: how the evaluation ran (:func:`~l2gnet_monai.evaluation.run_provenance`: precision, compile,
             device, versions, checkpoint SHA-256, plan); recorded in the summary as ``"run"``.
+        codebook: the codebook's health over the evaluation (:func:`~l2gnet_monai.evaluation.codebook_health`),
+            for networks with a vector quantizer; recorded in the summary as ``"codebook"`` (absent otherwise).
     """
 
     class_names: dict[int, str]
@@ -77,6 +79,7 @@ class EvaluationResults:
     hd95_method: str = "medpy"
     method: str | None = None
     run_info: dict[str, Any] | None = None
+    codebook: dict[str, Any] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One ``{"case", "class", "dice", "hd95"}`` row per case and class, cases in insertion order."""
@@ -88,8 +91,8 @@ class EvaluationResults:
         ]
 
     def summary(self) -> dict[str, Any]:
-        """:func:`aggregate` plus ``hd95_unit``, ``hd95_method``, the class names and (when known) ``method`` and
-        ``run`` (how the evaluation ran)."""
+        """:func:`aggregate` plus ``hd95_unit``, ``hd95_method``, the class names and (when known) ``method``,
+        ``run`` (how the evaluation ran) and ``codebook`` (its health)."""
         out = aggregate(self.per_case, self.class_names)
         out["hd95_unit"] = self.hd95_unit
         out["hd95_method"] = self.hd95_method
@@ -98,6 +101,8 @@ class EvaluationResults:
         out["class_names"] = {str(k): v for k, v in _check_class_names(self.class_names).items()}
         if self.run_info is not None:
             out["run"] = dict(self.run_info)
+        if self.codebook is not None:
+            out["codebook"] = dict(self.codebook)
         return out
 
 

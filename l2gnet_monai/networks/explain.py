@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from l2gnet_monai.networks.l2g_mapper import positional_prior
+from l2gnet_monai.networks.l2g_mapper import L2GMapper, positional_prior
 
 __all__ = ["explain", "CodeUsageRecorder", "codes_to_pixels"]
 
@@ -38,6 +38,9 @@ def explain(network: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     Args:
         network: an :class:`~l2gnet_monai.networks.L2GNet`.
         x: images ``(B, in_channels, *S)`` as the network takes them (2-D slices for the paper's model).
+
+    Raises:
+        ValueError: the network has no quantizer or no L2GMapper (a variant), or ``x`` has the wrong shape.
 
     Returns:
         A dict of tensors, with ``g`` the bottleneck grid (``S / 16`` rounded up), ``n = prod(g)`` positions,
@@ -56,6 +59,12 @@ def explain(network: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         * ``"bins"``: ``(B, q, *g)`` long, the bin each position sends most of its mass to (a partition of the
           positions, one per reference).
     """
+    if getattr(network, "quantizer", None) is None or not isinstance(getattr(network, "mapper", None), L2GMapper):
+        raise ValueError(
+            "L2GNet.explain: explains the codes and transport plans of an L2GNet with both a quantizer and an "
+            "L2GMapper; this network was built without one (codebook_size=0, num_references=0 or "
+            "bottleneck='attention')."
+        )
     if x.ndim != network.spatial_dims + 2:
         raise ValueError(
             f"L2GNet.explain: expected images of shape (batch, {network.in_channels}, "
@@ -131,16 +140,27 @@ class CodeUsageRecorder:
     Args:
         network: an :class:`~l2gnet_monai.networks.L2GNet` (or a wrapper whose ``.module`` is one).
         num_classes: classes of the network's output, background included.
+
+    Raises:
+        ValueError: the network has no quantizer (``codebook_size=0``, or not an L2GNet); check with
+            :meth:`applies_to` first.
     """
 
     def __init__(self, network: torch.nn.Module, num_classes: int) -> None:
         self.network = getattr(network, "module", network)
+        if not self.applies_to(self.network):
+            raise ValueError(f"CodeUsageRecorder: {type(self.network).__name__} has no vector quantizer to record.")
         self.num_classes = int(num_classes)
         self.num_codes = int(self.network.quantizer.num_embeddings)
         self._handles: list[Any] = []
         self._codes: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
+
+    @staticmethod
+    def applies_to(network: Any) -> bool:
+        """Whether ``network`` (or the ``.module`` it wraps) has a vector quantizer whose codes can be counted."""
+        return isinstance(getattr(getattr(network, "module", network), "quantizer", None), nn.Module)
 
     def attach(self) -> CodeUsageRecorder:
         """Start recording (idempotent)."""

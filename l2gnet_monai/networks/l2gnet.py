@@ -5,7 +5,6 @@
 #     http://www.apache.org/licenses/LICENSE-2.0
 """L2GNet: ResNet encoder, vector quantizer, optimal-transport L2GMapper and U-Net decoder."""
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional, Union
 
@@ -14,16 +13,17 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
 from torch import nn
 
-from l2gnet_monai.networks.encoders import RESNET_LAYOUTS, ResNetStages, build_encoder, load_torchvision_resnet
+from l2gnet_monai.networks.attention import TransformerBottleneck
+from l2gnet_monai.networks.checkpoints import CheckpointMismatchError, check_fits, describe_checkpoint
+from l2gnet_monai.networks.encoders import ResNetStages, build_encoder, load_torchvision_resnet
 from l2gnet_monai.networks.explain import explain as explain_bottleneck
 from l2gnet_monai.networks.l2g_mapper import L2GMapper
 from l2gnet_monai.networks.quantizer import CodebookQuantizer
 
-__all__ = ["L2GNet", "CheckpointMismatchError", "describe_checkpoint"]
+__all__ = ["L2GNet", "CheckpointMismatchError", "describe_checkpoint", "BOTTLENECKS"]
 
-
-class CheckpointMismatchError(RuntimeError):
-    """A state dict that does not fit the network it is loaded into; the message names the mismatch and the fix."""
+#: What relates the bottleneck's positions (``bottleneck``): the paper's L2GMapper or TransUNet's transformer.
+BOTTLENECKS = ("l2g", "attention")
 
 
 class L2GNet(nn.Module):
@@ -42,6 +42,14 @@ class L2GNet(nn.Module):
 
     The defaults are the paper's configuration: ResNet50, ``K = 512`` codes of size ``D = 1024``, ``q = 4``
     references, 10 Sinkhorn iterations.
+
+    **Variants** (the paper's ablations and baselines, as arguments): ``codebook_size=0`` drops the quantizer
+    (the mapper relates continuous features; ``quantization_loss`` is a zero, ``codebook_stats`` empty and
+    ``quantizer`` is ``None``); ``num_references=0`` drops the L2GMapper (``mapper`` is ``None``: VQUNet); both 0
+    give a plain ResNet U-Net with the same bottleneck convolutions. ``bottleneck="attention"`` puts TransUNet's
+    transformer layers (:class:`~l2gnet_monai.networks.attention.TransformerBottleneck`) where the mapper was
+    (TransUNet itself: with ``codebook_size=0``). ``codebook_init`` and ``code_assignment`` are the quantizer's
+    remedies against codebook collapse (:class:`~l2gnet_monai.networks.quantizer.CodebookQuantizer`).
 
     **Outputs and the quantization loss.** ``forward`` always returns the logits tensor alone, so the
     network drops into MONAI's inferers, ``SupervisedTrainer``/``SupervisedEvaluator`` and TorchScript
@@ -71,12 +79,12 @@ class L2GNet(nn.Module):
             :func:`~l2gnet_monai.networks.encoders.supported_backbones`).
         pretrained_encoder: path of a torchvision-format ResNet state dict to load into the encoder
             (e.g. ImageNet ``resnet50-0676ba61.pth``); ``None`` for random initialisation.
-        codebook_size: number of codes ``K``.
+        codebook_size: number of codes ``K``; 0: no quantizer.
         codebook_dim: code size ``D``, the width of the bottleneck.
         commitment_cost: weight ``beta`` of the commitment loss.
         codebook_decay: EMA decay of the codebook.
         dead_code_threshold: relative usage below which codes are restarted (0 disables).
-        num_references: references ``q`` of the L2GMapper.
+        num_references: references ``q`` of the L2GMapper; 0: no mapper (with ``bottleneck="l2g"``).
         reference_grid: grid of each reference (``t`` = product); an int is used along every axis.
             In ``"full"`` mode it should be the bottleneck's grid at the training size (input / 16).
         mapper_mode: ``"pooled"`` (linear in the number of positions) or ``"full"`` (one bin per position).
@@ -90,6 +98,17 @@ class L2GNet(nn.Module):
         norm: normalisation of the bottleneck and decoder blocks (MONAI's layer factory spec).
         act: activation of the bottleneck and decoder blocks.
         upsample: decoder up-sampling, ``"nontrainable"``, ``"deconv"`` or ``"pixelshuffle"``.
+        codebook_init: ``"sample"`` (random encoder outputs of the first batch) or ``"kmeans"``.
+        code_assignment: ``"nearest"`` or ``"sinkhorn"`` (balanced assignment in training).
+        bottleneck: ``"l2g"`` (the L2GMapper) or ``"attention"`` (transformer layers); see :data:`BOTTLENECKS`.
+        attention_layers: transformer layers of the ``"attention"`` bottleneck (TransUNet's ViT-B: 12).
+        attention_heads: its attention heads; must divide ``codebook_dim`` (8: 128 channels per head at the
+            paper's width, 16 in the smoke settings).
+        attention_grid: grid of its learned position embedding, interpolated to other grids (TransUNet: 14, the
+            bottleneck of 224 x 224 inputs).
+
+    Raises:
+        ValueError: ``spatial_dims``, ``decoder_channels`` or ``bottleneck`` out of range.
     """
 
     def __init__(
@@ -117,6 +136,12 @@ class L2GNet(nn.Module):
         norm: Union[str, tuple] = ("batch", {"eps": 1e-3, "momentum": 0.1}),
         act: Union[str, tuple] = ("relu", {"inplace": True}),
         upsample: str = "nontrainable",
+        codebook_init: str = "sample",
+        code_assignment: str = "nearest",
+        bottleneck: str = "l2g",
+        attention_layers: int = 12,
+        attention_heads: int = 8,
+        attention_grid: Union[Sequence[int], int] = 14,
     ) -> None:
         super().__init__()
         #: the arguments that shape the network (JSON-serialisable), as the training plan records them
@@ -143,6 +168,12 @@ class L2GNet(nn.Module):
             "norm": norm if isinstance(norm, str) else list(norm),
             "act": act if isinstance(act, str) else list(act),
             "upsample": upsample,
+            "codebook_init": codebook_init,
+            "code_assignment": code_assignment,
+            "bottleneck": bottleneck,
+            "attention_layers": attention_layers,
+            "attention_heads": attention_heads,
+            "attention_grid": attention_grid if isinstance(attention_grid, int) else list(attention_grid),
         }
         if spatial_dims not in (2, 3):
             raise ValueError(f"L2GNet: spatial_dims must be 2 or 3, got {spatial_dims}.")
@@ -150,6 +181,8 @@ class L2GNet(nn.Module):
             raise ValueError(
                 f"L2GNet: decoder_channels needs 4 entries (strides 8, 4, 2, 1), got {tuple(decoder_channels)}."
             )
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"L2GNet: bottleneck must be one of {BOTTLENECKS}, got {bottleneck!r}.")
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -168,27 +201,37 @@ class L2GNet(nn.Module):
         self.pre_bottleneck = nn.Sequential(
             conv_block(encoder_channels[-1], codebook_dim), conv_block(codebook_dim, codebook_dim)
         )
-        self.quantizer = CodebookQuantizer(
-            spatial_dims,
-            num_embeddings=codebook_size,
-            embedding_dim=codebook_dim,
-            commitment_cost=commitment_cost,
-            decay=codebook_decay,
-            dead_code_threshold=dead_code_threshold,
-        )
-        self.mapper = L2GMapper(
-            spatial_dims,
-            in_channels=codebook_dim,
-            out_channels=codebook_dim,
-            num_references=num_references,
-            reference_grid=reference_grid,
-            mode=mapper_mode,
-            num_anchors=num_anchors,
-            kernel_sigma=kernel_sigma,
-            sinkhorn_iterations=sinkhorn_iterations,
-            sinkhorn_epsilon=sinkhorn_epsilon,
-            position_sigma=position_sigma,
-        )
+        self.quantizer = None  # codebook_size=0: none (TorchScript drops the branches that use it)
+        if codebook_size > 0:
+            self.quantizer = CodebookQuantizer(
+                spatial_dims,
+                num_embeddings=codebook_size,
+                embedding_dim=codebook_dim,
+                commitment_cost=commitment_cost,
+                decay=codebook_decay,
+                dead_code_threshold=dead_code_threshold,
+                codebook_init=codebook_init,
+                code_assignment=code_assignment,
+            )
+        self.mapper = None  # num_references=0: none
+        if bottleneck == "attention":
+            self.mapper = TransformerBottleneck(
+                spatial_dims, codebook_dim, attention_layers, attention_heads, position_grid=attention_grid
+            )
+        elif num_references > 0:
+            self.mapper = L2GMapper(
+                spatial_dims,
+                in_channels=codebook_dim,
+                out_channels=codebook_dim,
+                num_references=num_references,
+                reference_grid=reference_grid,
+                mode=mapper_mode,
+                num_anchors=num_anchors,
+                kernel_sigma=kernel_sigma,
+                sinkhorn_iterations=sinkhorn_iterations,
+                sinkhorn_epsilon=sinkhorn_epsilon,
+                position_sigma=position_sigma,
+            )
         bottleneck_out = 2 * decoder_channels[0]
         self.post_bottleneck = nn.Sequential(
             conv_block(codebook_dim, codebook_dim), conv_block(codebook_dim, bottleneck_out)
@@ -240,9 +283,13 @@ class L2GNet(nn.Module):
             )
         spatial = x.shape[2:]
         features = self.encoder(self._pad(x))
-        z_con = self.pre_bottleneck(features[-1])
-        z_dis, quantization_loss, _ = self.quantizer(z_con)
-        z = self.post_bottleneck(self.mapper(z_dis))
+        z = self.pre_bottleneck(features[-1])
+        quantization_loss = torch.zeros((), dtype=torch.float32, device=x.device)
+        if self.quantizer is not None:
+            z, quantization_loss, _ = self.quantizer(z)
+        if self.mapper is not None:
+            z = self.mapper(z)
+        z = self.post_bottleneck(z)
         decoded = self.decoder(features[:-1] + [z], len(features) - 1)
         logits = self.segmentation_head(decoded)
         if not torch.jit.is_scripting():
@@ -261,6 +308,8 @@ class L2GNet(nn.Module):
             self._unread_overwritten += 1
         self.quantization_loss = quantization_loss
         self._recorded_at = self._forward_count
+        if self.quantizer is None:
+            return
         # tensors, left on the device: reading them (a host sync) is up to the consumer
         self.codebook_stats = {
             "perplexity": self.quantizer.perplexity,
@@ -284,31 +333,7 @@ class L2GNet(nn.Module):
             CheckpointMismatchError: missing, unexpected or mis-shaped entries; the message lists them and says
                 what network the checkpoint holds.
         """
-        own = self.state_dict()
-        expected = {k: tuple(v.shape) for k, v in own.items()}
-        # MONAI's CheckpointLoader(strict_shape=False) and copy_model_state fill in what a checkpoint lacks with the
-        # network's own tensors: those entries are missing from the checkpoint, whatever the dict says
-        filled = {k for k, v in state_dict.items() if k in own and _same_storage(v, own[k])}
-        found = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor) and k not in filled}
-        missing = sorted(set(expected) - set(found))
-        unexpected = sorted(set(found) - set(expected))
-        shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-        if missing or unexpected or shapes:
-            mis_shaped = ", ".join(f"{k} {found[k]} (network: {expected[k]})" for k in shapes[:3])
-            raise CheckpointMismatchError(
-                f"L2GNet: the checkpoint does not fit this network ({describe_checkpoint(expected)}); it holds "
-                f"{describe_checkpoint(found)}. {len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected "
-                f"{unexpected[:3]}, {len(shapes)} of another shape [{mis_shaped}]"
-                + (
-                    f" ({len(filled)} filled in with the network's own tensors by a lenient loader, e.g. MONAI's "
-                    "CheckpointLoader(strict_shape=False))"
-                    if filled
-                    else ""
-                )
-                + ". Build the network with the settings it was trained with: load the model.pt that training wrote "
-                "(it carries its plan, which the bundle's configs read), or for a plain state dict repeat the "
-                "training's network_def settings (e.g. configs/cpu.json)."
-            )
+        check_fits(state_dict, self.state_dict())
         return super().load_state_dict(state_dict, strict=True, assign=assign)
 
     @torch.jit.unused
@@ -378,40 +403,3 @@ class L2GNet(nn.Module):
         "Compute the loss once after each training forward pass, on its logits "
         "(net.pop_quantization_loss() discards a recorded loss you do not want)."
     )
-
-
-def _same_storage(value: Any, own: torch.Tensor) -> bool:
-    """Whether ``value`` is ``own`` (the network's tensor) rather than a tensor read from a checkpoint."""
-    if not isinstance(value, torch.Tensor) or value.device != own.device or own.numel() == 0:
-        return False
-    return value.data_ptr() == own.data_ptr() != 0
-
-
-def describe_checkpoint(shapes: Mapping[str, Any]) -> str:
-    """What an L2GNet state dict holds, read from its parameter names and shapes, e.g.
-    ``"backbone resnet18, 3 classes, codebook 64 x 128, 2 references"``.
-
-    Args:
-        shapes: parameter names to tensors or shape tuples.
-
-    Returns:
-        A short description; ``"no L2GNet weights"`` when the names are not L2GNet's.
-    """
-    shape = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in shapes.items()}
-    parts: List[str] = []
-    stage_blocks = [re.compile(rf"encoder\.layer{i}\.(\d+)\.") for i in (1, 2, 3)]
-    blocks = [len({m.group(1) for k in shape if (m := pattern.match(k))}) for pattern in stage_blocks]
-    if all(blocks):
-        kind = "bottleneck" if "encoder.layer1.0.conv3.weight" in shape else "basic"
-        names = [n for n, (b, layers) in RESNET_LAYOUTS.items() if b == kind and layers[:3] == blocks]
-        parts.append(f"backbone {' or '.join(names) if names else f'{kind} blocks {blocks}'}")
-    if "segmentation_head.0.weight" in shape:
-        parts.append(f"{shape['segmentation_head.0.weight'][0]} classes")
-    if "quantizer.embedding.weight" in shape:
-        size, dim = shape["quantizer.embedding.weight"][:2]
-        parts.append(f"codebook {size} x {dim}")
-    if "mapper.references" in shape:
-        parts.append(f"{shape['mapper.references'][0]} references of {shape['mapper.references'][1]} bins")
-    if "mapper.embedding.anchors" in shape:
-        parts.append(f"{shape['mapper.embedding.anchors'][0]} anchors")
-    return ", ".join(parts) if parts else "no L2GNet weights"

@@ -11,7 +11,14 @@ import torch
 import torch.distributed as dist
 from monai.networks.layers import EMAQuantizer
 
-__all__ = ["CodebookQuantizer"]
+from l2gnet_monai.networks.sinkhorn import sinkhorn
+
+__all__ = ["CodebookQuantizer", "CODEBOOK_INITS", "CODE_ASSIGNMENTS"]
+
+#: How the codebook is initialised from the first training batch (``codebook_init``).
+CODEBOOK_INITS = ("sample", "kmeans")
+#: How training picks each position's code (``code_assignment``); evaluation always takes the nearest code.
+CODE_ASSIGNMENTS = ("nearest", "sinkhorn")
 
 
 def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
@@ -28,7 +35,14 @@ class CodebookQuantizer(EMAQuantizer):
     updates with Laplace smoothing, commitment loss ``beta ||z - sg[e]||^2``) this
     class
 
-    * initialises the codebook from the encoder's outputs on the first training batch;
+    * initialises the codebook from the encoder's outputs on the first training batch: ``K`` random outputs
+      (``codebook_init="sample"``), or those refined by ``kmeans_iterations`` Lloyd iterations of k-means on the
+      batch (``"kmeans"``: codes at cluster centres, so a smaller quantization error from the first step);
+    * optionally assigns codes by balanced optimal transport in training (``code_assignment="sinkhorn"``, as in
+      SwAV's remedy for collapse): a few log-domain Sinkhorn iterations on the batch's distances to the codes
+      (Euclidean, standardised per position; rows uniform over the ``N`` positions, columns uniform over the ``K``
+      codes), and the code of each position is the ``argmax`` of its row of the plan, so that codes far from
+      every output still receive positions; evaluation always takes the nearest code;
     * restarts *dead* codes: a code whose EMA usage falls below ``dead_code_threshold`` times the usage
       of a uniformly used codebook is moved onto a random encoder output of the current batch;
     * searches the nearest code and returns the codes in float32 under any autocast (CPU included, where
@@ -55,6 +69,16 @@ class CodebookQuantizer(EMAQuantizer):
         dead_code_threshold: relative usage under which a code is restarted; 0 disables restarts.
         data_init: initialise the codebook from the first training batch.
         ddp_sync: synchronise codebook statistics across processes.
+        codebook_init: ``"sample"`` (random encoder outputs) or ``"kmeans"`` (k-means on the first batch), see
+            :data:`CODEBOOK_INITS`.
+        code_assignment: ``"nearest"`` or ``"sinkhorn"`` (balanced, training only), see :data:`CODE_ASSIGNMENTS`.
+        kmeans_iterations: Lloyd iterations of the ``"kmeans"`` initialisation.
+        assignment_iterations: Sinkhorn iterations of the ``"sinkhorn"`` assignment.
+        assignment_epsilon: entropic regularisation of the ``"sinkhorn"`` assignment, in units of each position's
+            standard deviation of its distances to the codes (so it does not depend on the scale of the codes).
+
+    Raises:
+        ValueError: an unknown ``codebook_init`` or ``code_assignment``.
     """
 
     def __init__(
@@ -68,7 +92,20 @@ class CodebookQuantizer(EMAQuantizer):
         dead_code_threshold: float = 0.03,
         data_init: bool = True,
         ddp_sync: bool = True,
+        codebook_init: str = "sample",
+        code_assignment: str = "nearest",
+        kmeans_iterations: int = 10,
+        assignment_iterations: int = 10,
+        assignment_epsilon: float = 0.05,
     ) -> None:
+        if codebook_init not in CODEBOOK_INITS:
+            raise ValueError(
+                f"CodebookQuantizer: codebook_init must be one of {CODEBOOK_INITS}, got {codebook_init!r}."
+            )
+        if code_assignment not in CODE_ASSIGNMENTS:
+            raise ValueError(
+                f"CodebookQuantizer: code_assignment must be one of {CODE_ASSIGNMENTS}, got {code_assignment!r}."
+            )
         super().__init__(
             spatial_dims=spatial_dims,
             num_embeddings=num_embeddings,
@@ -80,6 +117,11 @@ class CodebookQuantizer(EMAQuantizer):
         )
         self.dead_code_threshold = dead_code_threshold
         self.data_init = data_init
+        self.codebook_init = codebook_init
+        self.code_assignment = code_assignment
+        self.kmeans_iterations = kmeans_iterations
+        self.assignment_iterations = assignment_iterations
+        self.assignment_epsilon = assignment_epsilon
         self.register_buffer("initialized", torch.tensor(not data_init))
         # host mirror of the buffer, so the training step need not read it from the device
         self._initialized_host: bool = not data_init
@@ -109,8 +151,27 @@ class CodebookQuantizer(EMAQuantizer):
         return rows
 
     @torch.jit.unused
+    def _kmeans(self, flat_input: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """``codes`` moved by Lloyd iterations of k-means on ``flat_input`` (rank 0's result on every rank).
+
+        A code whose cluster is empty stays where it is (the dead-code restarts deal with it later).
+        """
+        for _ in range(self.kmeans_iterations):
+            nearest = torch.cdist(flat_input, codes).argmin(dim=1)
+            sums = torch.zeros_like(codes).index_add_(0, nearest, flat_input)
+            counts = torch.zeros(codes.shape[0], device=codes.device, dtype=codes.dtype).index_add_(
+                0, nearest, torch.ones_like(nearest, dtype=codes.dtype)
+            )
+            codes = torch.where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1), codes)
+        if self.ddp_sync and dist.is_available() and dist.is_initialized():
+            dist.broadcast(codes, src=0)
+        return codes
+
+    @torch.jit.unused
     def _initialise_from(self, flat_input: torch.Tensor) -> None:
         codes = self._sample_rows(flat_input, self.num_embeddings)
+        if self.codebook_init == "kmeans":
+            codes = self._kmeans(flat_input, codes)
         uniform_count = flat_input.shape[0] / self.num_embeddings
         self.embedding.weight.data.copy_(codes)
         self.ema_cluster_size.data.fill_(uniform_count)
@@ -131,6 +192,30 @@ class CodebookQuantizer(EMAQuantizer):
         self.ema_cluster_size.data.copy_(torch.where(dead, uniform_usage, self.ema_cluster_size.data))
         self.ema_w.data.copy_(torch.where(dead_rows, codes * uniform_usage, self.ema_w.data))
         self.restarted_codes = dead.sum()
+
+    @torch.jit.unused
+    def quantize(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MONAI's nearest-code search, or in training with ``code_assignment="sinkhorn"`` the balanced one.
+
+        Args:
+            inputs: encoder output ``(B, D, *spatial)``.
+
+        Returns:
+            The flattened inputs ``(N, D)`` (float32), the one-hot codes ``(N, K)`` and the indices ``(B, *spatial)``.
+        """
+        if not (self.training and self.code_assignment == "sinkhorn"):
+            return super().quantize(inputs)
+        with torch.no_grad():
+            flat_input = inputs.float().permute(self.flatten_permutation).reshape(-1, self.embedding_dim)
+            codebook = self.embedding.weight.float()
+            distances = torch.cdist(flat_input, codebook)  # (N, K)
+            # standardised per position: epsilon is then relative to how much the codes differ for that position
+            spread = distances.std(dim=1, keepdim=True).clamp_min(torch.finfo(distances.dtype).eps)
+            cost = (distances - distances.mean(dim=1, keepdim=True)) / spread
+            plan = sinkhorn(cost, epsilon=self.assignment_epsilon, num_iters=self.assignment_iterations)
+            indices = plan.argmax(dim=1)
+            encodings = torch.nn.functional.one_hot(indices, self.num_embeddings).float()
+        return flat_input, encodings, indices.view([inputs.shape[0]] + list(inputs.shape[2:]))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors):
         """``nn.Module``'s loading, then the host mirror of ``initialized`` from the loaded value (a resumed run)."""

@@ -221,7 +221,7 @@ class TensorBoardOverlayHandler(TensorBoardHandler):
     def _started(self, engine: Engine) -> None:
         self._images = []
         network = unwrap_network(getattr(engine, "network", None))
-        if isinstance(network, torch.nn.Module) and hasattr(network, "quantizer"):
+        if isinstance(network, torch.nn.Module) and CodeUsageRecorder.applies_to(network):
             self._codes = CodeUsageRecorder(network, int(getattr(network, "out_channels", 1))).attach()
 
     def _stop_recording(self, engine: Engine, *args: Any) -> None:

@@ -118,3 +118,24 @@ def test_code_usage_recorder_keeps_only_the_classes_it_was_given() -> None:
     counts = recorder.class_code_counts()
     assert counts.shape == (2, 32)
     assert counts.sum() == int((logits.argmax(1) < 2).sum())
+
+
+@pytest.mark.parametrize(
+    "options", [{"codebook_size": 0}, {"num_references": 0}, {"bottleneck": "attention", "attention_layers": 1}]
+)
+def test_variants_without_quantizer_or_mapper_are_refused_in_words(options) -> None:
+    from tests.networks.test_l2gnet import small_net
+
+    net = small_net(**options).eval()
+    with pytest.raises(ValueError, match="built without one"):
+        net.explain(torch.randn(1, 1, 32, 32))
+    assert CodeUsageRecorder.applies_to(net) == ("codebook_size" not in options)
+    if "codebook_size" in options:
+        with pytest.raises(ValueError, match="no vector quantizer"):
+            CodeUsageRecorder(net, 3)
+    else:
+        recorder = CodeUsageRecorder(net, 3).attach()
+        with torch.no_grad():
+            net(torch.randn(1, 1, 32, 32))
+        recorder.detach()
+        assert recorder.code_counts().sum() == 4  # a 2 x 2 bottleneck

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
+import pytest
 import torch
 
 from l2gnet_monai.networks.quantizer import CodebookQuantizer
@@ -161,3 +164,82 @@ def test_training_under_cpu_autocast_picks_the_float32_codes_and_returns_them_in
             quantized, _, picked[name] = quantizer(x)
         assert quantized.dtype == torch.float32
     torch.testing.assert_close(picked["bf16"], picked["fp32"], rtol=0, atol=0)
+
+
+def _skewed_batch() -> torch.Tensor:
+    """256 vectors around the origin: one code of a 16-code book sits there, the other 15 far away."""
+    torch.manual_seed(0)
+    return torch.randn(256, 8).t().reshape(1, 8, 16, 16)
+
+
+def _far_codebook(quantizer: CodebookQuantizer) -> None:
+    torch.manual_seed(1)
+    codes = torch.randn(16, 8) * 0.3
+    codes[1:] += 6.0
+    quantizer.embedding.weight.data.copy_(codes)
+    quantizer.ema_w.data.copy_(codes)
+    quantizer.ema_cluster_size.data.fill_(1.0)
+
+
+def test_sinkhorn_assignment_spreads_a_skewed_batch_over_the_codes_and_eval_takes_the_nearest() -> None:
+    x = _skewed_batch()
+    usage = {}
+    for assignment in ("nearest", "sinkhorn"):
+        quantizer = CodebookQuantizer(
+            2, 16, 8, data_init=False, dead_code_threshold=0.0, decay=1 - 1e-7, code_assignment=assignment
+        ).train()
+        _far_codebook(quantizer)
+        _, _, indices = quantizer(x)
+        usage[assignment] = (float(quantizer.perplexity), int(torch.unique(indices).numel()))
+        quantizer.eval()
+        _, _, eval_indices = quantizer(x)
+        assert (eval_indices == 0).all()  # nearest code at evaluation, whatever the training assignment
+    assert usage["nearest"] == (pytest.approx(1.0), 1)
+    assert usage["sinkhorn"][0] > 8.0 and usage["sinkhorn"][1] >= 12
+
+
+def test_kmeans_initialisation_quantizes_the_first_batch_closer_than_sampled_codes() -> None:
+    torch.manual_seed(0)
+    centres = torch.randn(6, 8) * 4
+    x = (centres[torch.randint(6, (512,))] + torch.randn(512, 8)).t().reshape(2, 8, 16, 16)
+    error = {}
+    for init in ("sample", "kmeans"):
+        torch.manual_seed(3)
+        quantizer = CodebookQuantizer(2, 12, 8, decay=1 - 1e-7, codebook_init=init).train()
+        quantizer(x)
+        quantizer.eval()
+        quantized, _, _ = quantizer(x)
+        error[init] = float(((quantized - x) ** 2).mean())
+    assert error["kmeans"] < 0.8 * error["sample"]
+
+
+def test_kmeans_codes_are_broadcast_from_rank_0(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "broadcast", lambda tensor, src: calls.append((tuple(tensor.shape), src)))
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, op: None)
+    quantizer = CodebookQuantizer(2, 4, 3, codebook_init="kmeans").train()
+    quantizer(torch.randn(1, 3, 4, 4))
+    assert calls == [((4, 3), 0), ((4, 3), 0)]  # the sampled start, then the k-means result
+
+
+def test_unknown_init_or_assignment_is_refused() -> None:
+    with pytest.raises(ValueError, match="codebook_init"):
+        CodebookQuantizer(2, 4, 3, codebook_init="random")
+    with pytest.raises(ValueError, match="code_assignment"):
+        CodebookQuantizer(2, 4, 3, code_assignment="greedy")
+
+
+def test_defaults_train_bit_identically_to_the_quantizer_before_the_options() -> None:
+    """The quantizer of commit 7c1049a (before codebook_init/code_assignment), stored beside this test."""
+    spec = importlib.util.spec_from_file_location("quantizer_7c1049a", Path(__file__).parent / "quantizer_7c1049a.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    outputs = []
+    for cls in (module.CodebookQuantizer, CodebookQuantizer):
+        torch.manual_seed(0)
+        quantizer = cls(2, num_embeddings=16, embedding_dim=8).train()
+        steps = [quantizer(torch.randn(2, 8, 6, 6) * 3) for _ in range(3)]
+        outputs.append([t for step in steps for t in step] + [quantizer.embedding.weight.detach().clone()])
+    for before, now in zip(*outputs):
+        assert torch.equal(before, now)
