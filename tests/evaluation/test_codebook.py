@@ -65,4 +65,3 @@ def test_summary_json_records_the_codebook_of_networks_with_a_quantizer(tmp_path
     pixels = sum(c["pixels"] for c in codebook["per_class"].values())
     assert pixels == 2 * 32 * 32
     assert set(codebook["per_class"]) <= {"background", "liver"}
-
