@@ -154,6 +154,7 @@ class MonaiLabelServer:
         work: Path,
         options: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        uvicorn_workers: int = 0,
     ) -> None:
         """
         Args:
@@ -164,9 +165,14 @@ class MonaiLabelServer:
             work: where the server's clean current directory and its log go.
             options: more ``start_server`` options, e.g. ``("--workers", "2")``.
             env: more environment variables, e.g. ``{"MONAI_LABEL_INFER_CONCURRENCY": "2"}``.
+            uvicorn_workers: ``N > 0`` serves the same app from ``N`` processes by ``python -m uvicorn
+                monailabel.app:app --workers N`` with a worker health-check timeout as long as the start-up's:
+                ``start_server --workers N`` cannot set it, and uvicorn (0.55) kills and restarts every worker
+                that has not answered within its default 5 s, which a worker still importing torch on a busy
+                2-core machine has not (docs/monailabel.md, section 9).
         """
         self.venv, self.app, self.studies, self.model = venv, app, studies, model
-        self.options, self.env = list(options), dict(env or {})
+        self.options, self.env, self.uvicorn_workers = list(options), dict(env or {}), uvicorn_workers
         self.cwd = work / "server-cwd"  # clean: MONAI Label reads a .env file from its current directory
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.log_path = work / "server.log"
@@ -176,17 +182,28 @@ class MonaiLabelServer:
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> float:
         """Start and wait until ``GET /info/`` answers; fails at once if the server exits. Returns the seconds."""
-        command = [str(venv_python(self.venv)), "-m", "monailabel.main", "start_server"]
-        command += ["--app", str(self.app), "--studies", str(self.studies)]
-        command += ["--conf", "models", self.model, "--conf", "zoo_source", "github"]  # no model-zoo download
-        command += ["--conf", "sam2", "false", "--conf", "preload", "false"]  # no SAM2 checkpoint download
+        conf = {"models": self.model, "zoo_source": "github"}  # no model-zoo download
+        conf.update(sam2="false", preload="false")  # no SAM2 checkpoint download
+        env = {**clean_env(), **self.env}
+        if self.uvicorn_workers:
+            # what ``start_server`` does, less its ``uvicorn.run``: MONAI Label's settings in the environment
+            # (``start_server_init_settings``), the app folder importable
+            env.update(MONAI_LABEL_APP_DIR=str(self.app), MONAI_LABEL_STUDIES=str(self.studies))
+            env.update(MONAI_LABEL_APP_CONF=json.dumps(conf), MONAI_LABEL_SERVER_PORT=str(self.port))
+            env["PYTHONPATH"] = str(self.app)
+            command = [str(venv_python(self.venv)), "-m", "uvicorn", "monailabel.app:app"]
+            command += ["--workers", str(self.uvicorn_workers), "--timeout-worker-healthcheck", str(int(timeout))]
+        else:
+            command = [str(venv_python(self.venv)), "-m", "monailabel.main", "start_server"]
+            command += ["--app", str(self.app), "--studies", str(self.studies)]
+            command += [arg for key, value in conf.items() for arg in ("--conf", key, value)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), *self.options]
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 command,
                 cwd=self.cwd,
-                env={**clean_env(), **self.env},
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
