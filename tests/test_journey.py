@@ -20,18 +20,17 @@ import pytest
 
 from l2gnet_monai.planning.plan import read_plan
 from tests.bundle.conftest import REPO, SMOKE, config_files, copy_bundle, run_cli, run_workflow
-from tests.synthetic_mri import MRI_LABELS, write_mri_dataset
-from tests.test_monailabel import (
+from tests.monailabel_server import (
     NAME,
     MonaiLabelServer,
-    _agreement,
-    _infer,
-    _run_checked,
-    _wait_for_training,
+    agreement,
+    infer_study,
     install_package,
-    monailabel_venv,
-    venv_python,
+    run_checked,
+    wait_for_training,
 )
+from tests.monailabel_venv import monailabel_venv, venv_python
+from tests.synthetic_mri import MRI_LABELS, write_mri_dataset
 
 FOREGROUND = {k: v for k, v in MRI_LABELS.items() if k}
 #: The journey's mean test DSC must reach this: set from measured runs (see the comment where it is asserted).
@@ -127,7 +126,7 @@ def test_own_mri_dataset_from_training_to_monai_label(tmp_path: Path) -> None:
     python = str(venv_python(venv))
     apps = tmp_path / "apps"
     clean = tmp_path / "clean-cwd"
-    _run_checked(
+    run_checked(
         [python, "-m", "monailabel.main", "apps", "--download", "--name", "monaibundle", "--output", str(apps)], clean
     )
     app = apps / "monaibundle"
@@ -150,21 +149,21 @@ def test_own_mri_dataset_from_training_to_monai_label(tmp_path: Path) -> None:
         server.start()
         info = server.get("/info/")
         assert info["models"][NAME]["labels"] == {v.lower(): k for k, v in FOREGROUND.items()}
-        result, _ = _infer(server, image_id, tmp_path / "served.nii.gz")
+        result, _ = infer_study(server, image_id, tmp_path / "served.nii.gz")
         served = _check_geometry(tmp_path / "served.nii.gz", target)
-        assert _agreement(served, local[target.name]) >= 0.999, "the served prediction differs from the local one"
+        assert agreement(served, local[target.name]) >= 0.999, "the served prediction differs from the local one"
 
         model_pt = served_bundle / "models" / "model.pt"
         before = model_pt.read_bytes()
         body = {"max_epochs": 1, "val_split": 0.5, "device": "cpu", "multi_gpu": False}
         task = json.loads(server.request("POST", f"/train/{NAME}", body=body))
-        finished = _wait_for_training(server, task["id"])
+        finished = wait_for_training(server, task["id"])
         assert finished["status"] == "DONE", "training failed:\n" + "\n".join(finished.get("details", []))
         assert model_pt.read_bytes() != before, "MONAI Label's training did not update models/model.pt"
         assert read_plan(served_bundle / "models")["class_names"] == MRI_LABELS
         assert not (served_bundle / "data").exists(), "MONAI Label's training generated the phantom"
         time.sleep(1)
-        _infer(server, image_id, tmp_path / "served_after.nii.gz")
+        infer_study(server, image_id, tmp_path / "served_after.nii.gz")
         _check_geometry(tmp_path / "served_after.nii.gz", target)
         assert "Checkpoint keys don't match" not in server.log() and "CheckpointMismatchError" not in server.log()
     except AssertionError as error:
