@@ -76,10 +76,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     models = args.study / "runs" / args.variant
     folds = sorted(int(p.name[5:]) for p in models.glob("fold_*") if (p / "model.pt").is_file())
     output = args.study / "ensemble" / args.variant
-    # each fold alone on the dataset's own list (--cross_validation None), not on the cases it held out
+    # each fold alone on the dataset's own list, not on the cases it held out (which the plan's fold would choose)
     scores: Dict[str, Dict[str, Any]] = {}
     for k in folds:
-        extra = ["--fold", str(k), "--cross_validation", "None", "--evaluation_split", args.split]
+        extra = ["--fold", str(k), "--cross_validation", "$None", "--evaluation_split", args.split]
         scores[f"fold {k}"] = evaluate(args, models, output / f"fold_{k}", extra)
     scores["ensemble"] = evaluate(args, models, output / "all", ["--folds", "all", "--evaluation_split", args.split])
     scores["ensemble + flips"] = evaluate(
