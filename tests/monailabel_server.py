@@ -331,14 +331,17 @@ def wait_for_training(server: MonaiLabelServer, task_id: str, timeout: float = T
     raise AssertionError(f"training did not finish within {timeout} s: {task}")
 
 
-def package_app(venv: Path, trained_bundle: Path, overrides: Sequence[Path], work: Path) -> tuple[Path, Path]:
+def package_app(
+    venv: Path, trained_bundle: Path, overrides: Sequence[Path], work: Path, **package_options: Any
+) -> tuple[Path, Path]:
     """The packaged bundle in a fresh ``monaibundle`` app, as a user makes it: ``package_bundle`` (with
-    ``overrides`` baked in), ``monailabel apps --download``, then ``monai.bundle download`` of the zip into the app.
-    Returns the app folder and the bundle folder inside it (which has ``models/model.pt``)."""
+    ``overrides`` baked in, and ``package_options`` such as ``folds="all"``), ``monailabel apps --download``, then
+    ``monai.bundle download`` of the zip into the app. Returns the app folder and the bundle folder inside it (which
+    has ``models/model.pt``)."""
     python = str(venv_python(venv))
     cwd = work / "clean-cwd"
     cwd.mkdir(parents=True, exist_ok=True)
-    zip_path = package_bundle(trained_bundle, work / "dist", overrides=list(overrides))
+    zip_path = package_bundle(trained_bundle, work / "dist", overrides=list(overrides), **package_options)
     apps = work / "apps"
     run_checked(
         [python, "-m", "monailabel.main", "apps", "--download", "--name", "monaibundle", "--output", str(apps)], cwd
