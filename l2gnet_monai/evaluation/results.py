@@ -69,6 +69,9 @@ class EvaluationResults:
             recorded in the summary as ``"method"`` and used as the row label of the tables.
         run_info: how the evaluation ran (:func:`~l2gnet_monai.evaluation.run_provenance`: precision, compile,
             device, versions, checkpoint SHA-256, plan); recorded in the summary as ``"run"``.
+        skipped: the cases that were not scored because their files turned out bad when loaded, one message
+            naming the file each (:class:`~l2gnet_monai.data.CheckedDataLoader`); in the summary as
+            ``"skipped_cases"`` when there are any.
     """
 
     class_names: dict[int, str]
@@ -77,6 +80,7 @@ class EvaluationResults:
     hd95_method: str = "medpy"
     method: str | None = None
     run_info: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         """One ``{"case", "class", "dice", "hd95"}`` row per case and class, cases in insertion order."""
@@ -98,6 +102,8 @@ class EvaluationResults:
         out["class_names"] = {str(k): v for k, v in _check_class_names(self.class_names).items()}
         if self.run_info is not None:
             out["run"] = dict(self.run_info)
+        if self.skipped:
+            out["skipped_cases"] = list(self.skipped)
         return out
 
 
