@@ -16,7 +16,7 @@ weights saved as ``models/model.pt``.
 **Engine**: ``TunedSliceInferer`` (the same object) on the same preprocessed volume with the same network under
 ``torch.no_grad()``: the request's ceiling. **Ratio**: engine time / request time (= the request's slices/s as a
 share of the engine's); also without set-up and checks. Engine and request alternate in ``--rounds`` interleaved
-rounds; medians.
+rounds; medians of the stages, medians of the per-round ratios.
 
 Stages of a request (timed in the main process by wrapping the functions named):
 
@@ -197,14 +197,14 @@ def summarize(name: str, result: dict) -> Dict[str, Any]:
     """Medians of every stage, of the engine, and the ratios."""
     requests = [r["request"] for r in result["rounds"]]
     stages = {s: median([r[s] for r in requests if s in r]) for s in (*STAGES, "total")}
-    engine = median([r["engine"] for r in result["rounds"]])
-    without_setup = median([r["total"] - r["set-up"] - r.get("checks", 0.0) for r in requests])
+    engines = [r["engine"] for r in result["rounds"]]
+    run_only = [r["total"] - r["set-up"] - r.get("checks", 0.0) for r in requests]
     return {
         "tree": name,
         "stages": stages,
-        "engine": engine,
-        "ratio": engine / stages["total"],
-        "ratio_without_setup": engine / without_setup,
+        "engine": median(engines),
+        "ratio": median([e / r["total"] for e, r in zip(engines, requests)]),
+        "ratio_without_setup": median([e / r for e, r in zip(engines, run_only)]),
         "slices": result["slices"],
         "batch": result["batch"],
         "package": result["package"],
