@@ -188,9 +188,12 @@ def run_tree(tree: str, inputs: Dict[str, str], override: Dict[str, Any], rounds
     result = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(child_args)], cwd=tree, env=env, capture_output=True, text=True
     )
-    if result.returncode != 0:
+    lines = result.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith("{"):
         raise SystemExit(f"{tree}: the measurement failed:\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    if result.returncode != 0:  # e.g. a loader worker's thread aborting at exit, after the results were printed
+        print(f"{tree}: the measuring process exited with {result.returncode} after printing its results")
+    return json.loads(lines[-1])
 
 
 def summarize(name: str, result: dict) -> Dict[str, Any]:
