@@ -24,10 +24,10 @@ logger = logging.getLogger(__name__)
 _LOADED_FROM = "_l2gnet_loaded_from"
 
 
-def _file_stamp(path: str | os.PathLike) -> tuple[str, int, int]:
-    """The file's path, size and modification time (ns): a new or rewritten checkpoint has another stamp."""
+def _file_stamp(path: str | os.PathLike) -> tuple[str, int, int, int]:
+    """The file's path, inode, size and modification time (ns): a replaced or rewritten checkpoint has another."""
     status = os.stat(path)
-    return os.path.abspath(os.fspath(path)), status.st_size, status.st_mtime_ns
+    return os.path.abspath(os.fspath(path)), status.st_ino, status.st_size, status.st_mtime_ns
 
 
 class ReusingCheckpointLoader(CheckpointLoader):
@@ -37,7 +37,7 @@ class ReusingCheckpointLoader(CheckpointLoader):
     loader would read the whole checkpoint (62 MB for the paper's network) and copy it into the network every time,
     and the engine would then rebuild its ``channels_last`` copy of weights that did not change. This loader
     skips the load when every object of ``load_dict`` is a network that it loaded from the same file (same path,
-    size and modification time) and whose weights have not changed since
+    inode, size and modification time) and whose weights have not changed since
     (:func:`~l2gnet_monai._weights.weights_version`: an optimizer step or another ``load_state_dict`` changes it).
     Anything else (a new network, a rewritten file, an optimizer in ``load_dict``) loads as MONAI's does.
 
@@ -45,7 +45,7 @@ class ReusingCheckpointLoader(CheckpointLoader):
         args, kwargs: ``CheckpointLoader``'s arguments (``load_path``, ``load_dict``, ``map_location``, ...).
     """
 
-    def _held(self, stamp: tuple[str, int, int]) -> bool:
+    def _held(self, stamp: tuple[str, int, int, int]) -> bool:
         objects = list(self.load_dict.values())
         return all(
             isinstance(obj, nn.Module) and getattr(obj, _LOADED_FROM, None) == (stamp, weights_version(obj))
