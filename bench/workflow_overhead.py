@@ -11,7 +11,8 @@ A request is what a server (MONAI Label's ``/infer``) does per volume: a new ``C
 ``finalize()``. The server keeps its network and engine between requests, as MONAI Label keeps its model: they are
 passed to the workflow as overrides (``network``, ``inferer``), built by one untimed request first (in which the
 engine also measures its batch size). The network is the bundle's default L2GNet (ResNet50, 9 classes), random
-weights saved as ``models/model.pt``.
+weights saved as ``models/model.pt``, run eager (``compile: false``: ``"auto"`` would start a background
+compilation that competes for the cores with the timed calls).
 
 **Engine**: ``TunedSliceInferer`` (the same object) on the same preprocessed volume with the same network under
 ``torch.no_grad()``: the request's ceiling. **Ratio**: engine time / request time (= the request's slices/s as a
@@ -228,9 +229,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="ResNet18, 64 x 64 x 8, one round")
     parser.add_argument("--json", default="", help="write all numbers to this file")
     args = parser.parse_args()
-    override: Dict[str, Any] = {}
+    # eager: with compile "auto" the engine compiles in a background thread once its eager budget is spent, which
+    # would compete for the cores with the timed calls (and abort the process at exit if still running)
+    override: Dict[str, Any] = {"compile": False}
     if args.quick:
-        args.volume, args.rounds, override = [64, 64, 8], 1, dict(QUICK_OVERRIDE)
+        args.volume, args.rounds = [64, 64, 8], 1
+        override.update(QUICK_OVERRIDE)
     trees = ({"before": os.path.abspath(args.base)} if args.base else {}) | {"after": REPO}
     pressures = [cpu_pressure()]
     summaries = []
