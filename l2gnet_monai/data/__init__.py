@@ -9,6 +9,7 @@ paper's datasets (Synapse, ACDC) to the Medical Segmentation Decathlon layout.
 * :mod:`~l2gnet_monai.data.errors`: :class:`DatasetError`, the one-line error of unusable input data;
 * :mod:`~l2gnet_monai.data.datalist`: ``dataset.json`` splits, image lists and the checks run before training;
 * :mod:`~l2gnet_monai.data.volume_checks`: header and voxel checks of images and labels;
+* :mod:`~l2gnet_monai.data.streaming`: voxels checked as each case is loaded, bad cases skipped and listed;
 * :mod:`~l2gnet_monai.data.slices`: the 2-D slices of cached volumes as a training dataset;
 * :mod:`~l2gnet_monai.data.loading`: how many loader workers this machine gets;
 * :mod:`~l2gnet_monai.data.phantom`: the synthetic abdominal CT phantom, the bundle's default data;
@@ -34,6 +35,10 @@ _LAZY = {
     "load_split": "l2gnet_monai.data.datalist",
     "resolve_datalist": "l2gnet_monai.data.datalist",
     "default_num_workers": "l2gnet_monai.data.loading",
+    "BAD_CASE_ACTIONS": "l2gnet_monai.data.streaming",
+    "CheckVoxelsd": "l2gnet_monai.data.streaming",
+    "CheckedDataset": "l2gnet_monai.data.streaming",
+    "CheckedDataLoader": "l2gnet_monai.data.streaming",
     "SliceDataset": "l2gnet_monai.data.slices",
     "check_batches": "l2gnet_monai.data.slices",
     "ensure_phantom_dataset": "l2gnet_monai.data.phantom.cache",

@@ -251,12 +251,18 @@ def check_datalist(
     """Check every file of a datalist before any work starts, so bad input stops with a clear message.
 
     Checks that the list is not empty, that every file exists and is a readable NIfTI volume with
-    ``spatial_dims`` dimensions (a 2-D image where a volume is expected is refused), and that image and label
-    of a case have the same shape and the same affine (spacing, origin and direction, within
-    :data:`~l2gnet_monai.data.msd.AFFINE_ATOL` mm). With ``check_integrity`` every file is decoded once, which
-    finds truncated or corrupt files, and its voxels are checked (:mod:`~l2gnet_monai.data.volume_checks`):
-    images must hold no NaN or infinite values; labels (when ``class_names`` is given) only the declared class
-    indices ``0..N-1``; with ``warn_empty_labels`` a label without foreground gives a warning.
+    ``spatial_dims`` dimensions (a 2-D image where a volume is expected is refused) of integer or floating-point
+    voxels, and that image and label of a case have the same shape and the same affine (spacing, origin and
+    direction, within :data:`~l2gnet_monai.data.msd.AFFINE_ATOL` mm). With ``check_integrity`` every file is
+    decoded once, which finds truncated or corrupt files, and its voxels are checked
+    (:mod:`~l2gnet_monai.data.volume_checks`): images must hold no NaN or infinite values; labels (when
+    ``class_names`` is given) only the declared class indices ``0..N-1``; with ``warn_empty_labels`` a label
+    without foreground gives a warning.
+
+    Training checks everything up front (it reads every case many times). Inference and evaluation check headers
+    only (``check_integrity=False``) and each case's voxels as it is loaded
+    (:class:`~l2gnet_monai.data.streaming.CheckVoxelsd`), so every volume is decoded once and the first output
+    does not wait for the last file.
 
     Args:
         items: ``[{"image": path, "label": path}, ...]``.
@@ -289,6 +295,12 @@ def check_datalist(
             shape, image = _load_header(path, where)
             if len(shape) != spatial_dims:
                 raise DatalistError(f"{where}: {path!r} has shape {shape}; expected a {spatial_dims}-D volume.")
+            dtype = np.dtype(image.get_data_dtype())
+            if dtype.kind not in "biuf":
+                raise DatalistError(
+                    f"{where}: {path!r} stores {dtype} voxels; expected integer or floating-point intensities "
+                    "(convert RGB or complex volumes to one scalar channel)."
+                )
             if check_integrity:
                 voxels = read_voxels(path, image, where)
                 if key != "label":

@@ -41,7 +41,9 @@ class PaperMetricsHandler:
     cases). When the run completes it writes ``metrics_per_case.csv`` and ``summary.json`` to
     ``output_dir`` and prints the table: our row beside the paper's rows when the classes are the paper's
     (Synapse's or ACDC's, by name), a per-class table otherwise. The summary is also stored in
-    ``engine.state.metrics`` (``mean_dsc``, ``mean_hd95``).
+    ``engine.state.metrics`` (``mean_dsc``, ``mean_hd95``). Cases that the engine's loader skipped because their
+    files turned out bad when loaded (:class:`~l2gnet_monai.data.CheckedDataLoader`'s ``bad_cases``) are listed
+    in the summary's ``"skipped_cases"``.
 
     The summary and the report also record how the evaluation ran (``summary.json``'s ``"run"``, see
     :func:`~l2gnet_monai.evaluation.run_provenance`): the precision the network ran in (resolved, never
@@ -175,6 +177,8 @@ class PaperMetricsHandler:
                 self.report.add_case(case, pred_map, label_map, image, getattr(label, "affine", None))
 
     def _report(self, engine: Engine) -> None:
+        # the cases a CheckedDataLoader skipped because their files turned out bad when loaded
+        self.results.skipped = list(getattr(getattr(engine, "data_loader", None), "bad_cases", []))
         if not self.results.per_case:
             self._detach_codes(engine)
             return

@@ -71,6 +71,9 @@ class EvaluationResults:
             device, versions, checkpoint SHA-256, plan); recorded in the summary as ``"run"``.
         codebook: the codebook's health over the evaluation (:func:`~l2gnet_monai.evaluation.codebook_health`),
             for networks with a vector quantizer; recorded in the summary as ``"codebook"`` (absent otherwise).
+        skipped: the cases that were not scored because their files turned out bad when loaded, one message
+            naming the file each (:class:`~l2gnet_monai.data.CheckedDataLoader`); in the summary as
+            ``"skipped_cases"`` when there are any.
     """
 
     class_names: dict[int, str]
@@ -80,6 +83,7 @@ class EvaluationResults:
     method: str | None = None
     run_info: dict[str, Any] | None = None
     codebook: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         """One ``{"case", "class", "dice", "hd95"}`` row per case and class, cases in insertion order."""
@@ -103,6 +107,8 @@ class EvaluationResults:
             out["run"] = dict(self.run_info)
         if self.codebook is not None:
             out["codebook"] = dict(self.codebook)
+        if self.skipped:
+            out["skipped_cases"] = list(self.skipped)
         return out
 
 

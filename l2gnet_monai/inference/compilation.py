@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import logging
 import shutil
 import threading
@@ -28,6 +27,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
+
+from l2gnet_monai._weights import weights_version
 
 __all__ = [
     "COMPILE_LOCK",
@@ -80,15 +81,6 @@ def compiler_available(device: torch.device) -> Tuple[bool, str]:
             return False, "Inductor needs Triton for CUDA code and it is not installed (pip install triton)"
         return True, ""
     return False, f"Inductor has no backend for device type {device.type!r}"
-
-
-def weights_version(network: nn.Module) -> Tuple[Tuple[int, int], ...]:
-    """Identity and in-place version of every parameter and buffer of ``network``.
-
-    Changes when an optimizer step, ``load_state_dict``, a batch norm in training mode or ``.to()`` changes a
-    weight, and is cheap to compute (no tensor data is read).
-    """
-    return tuple((t.data_ptr(), t._version) for t in itertools.chain(network.parameters(), network.buffers()))
 
 
 class CompiledInference:

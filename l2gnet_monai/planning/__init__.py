@@ -13,6 +13,7 @@
 * :mod:`~l2gnet_monai.planning.checkpoint`: the plan read from a checkpoint and checked against its readable copy;
 * :mod:`~l2gnet_monai.planning.folds`: cross-validation: the stored split (``splits.json``) and a fold's cases;
 * :mod:`~l2gnet_monai.planning.ensemble`: the weights a workflow uses: one model, one fold, or the folds' ensemble;
+* :mod:`~l2gnet_monai.planning.weights`: a checkpoint loaded once into the network a server keeps between requests;
 * :mod:`~l2gnet_monai.planning.trained_bundle`: a trained bundle opened in Python (network, preprocessing, classes);
 * :mod:`~l2gnet_monai.planning.packaging` and :mod:`~l2gnet_monai.planning.install`: the bundle as a model-zoo zip;
 * :mod:`~l2gnet_monai.planning.bundle_root`: where the bundle is, and the checkpoint a workflow needs.
@@ -56,6 +57,7 @@ _LAZY = {
     "trained_plan": "l2gnet_monai.planning.checkpoint",
     "PlanCopy": "l2gnet_monai.planning.checkpoint",
     "record_scores": "l2gnet_monai.planning.checkpoint",
+    "ReusingCheckpointLoader": "l2gnet_monai.planning.weights",
     "load_bundle": "l2gnet_monai.planning.trained_bundle",
     "SPLITS_FILE": "l2gnet_monai.planning.folds",
     "case_id": "l2gnet_monai.planning.folds",

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from copy import deepcopy
 from typing import Any
 
 from ignite.engine import Engine, Events
@@ -46,19 +47,35 @@ _ALL_KEYS = (
 )
 
 
+#: Plans read from checkpoint files, by file (path, inode, size, modification time): one per file.
+_PLANS: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def checkpoint_plan(path: str | os.PathLike | None) -> dict[str, Any]:
     """The plan that a checkpoint written by training carries, or ``{}`` (no file, or weights from elsewhere).
 
-    Reads the file memory-mapped: the tensors are not loaded.
+    Reads the file memory-mapped: the tensors are not loaded. The plan is remembered for the file as long as it is
+    not replaced or rewritten (same inode, size and modification time), so that a server running
+    ``inference.json`` per request does not open the checkpoint every time; a copy is returned.
 
     Raises:
         DatasetError: the file is not a checkpoint ``torch.load(weights_only=True)`` reads, or its plan is of
             another version.
     """
-    import torch
-
     if path is None or not os.path.isfile(path):
         return {}
+    key = os.path.abspath(os.fspath(path))
+    status = os.stat(key)
+    stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
+    known = _PLANS.get(key)
+    if known is None or known[0] != stamp:
+        known = _PLANS[key] = (stamp, _read_checkpoint_plan(path))
+    return deepcopy(known[1])
+
+
+def _read_checkpoint_plan(path: str | os.PathLike) -> dict[str, Any]:
+    import torch
+
     try:
         checkpoint = torch.load(os.fspath(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:

@@ -16,7 +16,9 @@ none). :func:`volume_preprocessing` builds that chain from the plan's settings, 
 
 The image path, in order:
 
-1. ``LoadImaged`` with :class:`~l2gnet_monai.transforms.readers.ContiguousNibabelReader` (float32, C order);
+1. ``LoadImaged`` with :class:`~l2gnet_monai.transforms.readers.ContiguousNibabelReader` (float32, C order),
+   followed by the ``voxel_check`` transform when one is given (inference and evaluation pass
+   :class:`~l2gnet_monai.data.streaming.CheckVoxelsd`, which checks each volume's voxels as it is loaded);
 2. ``EnsureChannelFirstd``;
 3. ``Orientationd("RAS")``: the plan's slicing axis is a RAS axis;
 4. :class:`~l2gnet_monai.transforms.intensity.IntensityNormalizationd` (CT window or MRI min-max to ``[0, 1]``);
@@ -30,6 +32,7 @@ own loader, and :class:`~l2gnet_monai.transforms.invert.InvertToLabelsd` inverts
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Callable
 
 import torch
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Orientationd
@@ -53,6 +56,7 @@ def volume_preprocessing(
     label_key: str | None = None,
     label_grid: str = "network",
     image_key: str = "image",
+    voxel_check: Callable | None = None,
 ) -> Compose:
     """The bundle's preprocessing of a volume (and its label) for a 2-D network that slices across ``slice_axis``.
 
@@ -66,6 +70,9 @@ def volume_preprocessing(
             image (nearest neighbour) and becomes ``uint8``; ``"original"``: the label is loaded and left in its
             own grid (channel first).
         image_key: the image's key.
+        voxel_check: a dictionary transform run on the loaded volumes before anything changes them (e.g.
+            :class:`~l2gnet_monai.data.streaming.CheckVoxelsd`: finite intensities, declared label values);
+            ``None``: none.
 
     Returns:
         A ``Compose`` of dictionary transforms taking ``{image_key: path[, label_key: path]}`` to the image
@@ -80,9 +87,11 @@ def volume_preprocessing(
         raise ValueError(f"volume_preprocessing: label_grid must be one of {LABEL_GRIDS}, got {label_grid!r}.")
     loaded = [image_key] if label_key is None else [image_key, label_key]
     resampled = [image_key] if label_key is None or label_grid == "original" else [image_key, label_key]
+    checks = [] if voxel_check is None else [voxel_check]
     return Compose(
         [
             LoadImaged(keys=loaded, reader=ContiguousNibabelReader(), image_only=True),
+            *checks,
             EnsureChannelFirstd(keys=loaded),
             # labels given: MONAI 1.6 warns that their default will follow the image's space; these are RAS's
             Orientationd(keys=resampled, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),

@@ -214,6 +214,10 @@ class ResizeSlices(InvertibleTransform):
         data = img.as_tensor() if isinstance(img, MetaTensor) else img
         if out_size == orig_size and not (softmax or argmax):
             resized = data.to(torch.float32, copy=True)
+        elif out_size == orig_size and argmax and data.shape[0] <= 256:
+            # no interpolation: the softmax keeps each voxel's order of the classes, so the argmax of the scores is
+            # the label (the first of equal maxima, as in resize_slices)
+            resized = _first_argmax(data)[None]
         else:
             resized = resize_slices(data, self.slice_size, self.slice_axis, mode, self.chunk_slices, softmax, argmax)
         return MetaTensor(resized).copy_meta_from(meta_info) if isinstance(img, MetaTensor) else resized

@@ -110,3 +110,16 @@ def test_any_network_is_recorded_whole_and_a_plain_target_is_refused_with_the_fi
     with pytest.raises(DatasetError, match='"network": "monai.networks.nets.flexible_unet.FlexibleUNet"'):
         network_definition(FlexibleUNet(1, 4, "resnet18", spatial_dims=2))
     assert network_definition(L2GNet(out_channels=4, **SMALL))["backbone"] == "resnet18"
+
+
+def test_the_plan_is_read_once_per_file_until_the_file_is_replaced(tmp_path: Path, monkeypatch) -> None:
+    model = tmp_path / "models" / "model.pt"
+    _save(model, PlanState(_plan(slice_axis=0)).state_dict())
+    loads = []
+    original = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or original(*a, **k))
+    first = checkpoint_plan(model)
+    first["slice_axis"] = 7  # the caller's copy: the remembered plan is not changed
+    assert checkpoint_plan(model)["slice_axis"] == 0 and len(loads) == 1
+    _save(model, PlanState(_plan(slice_axis=1)).state_dict())  # a new training replaced the weights
+    assert checkpoint_plan(model)["slice_axis"] == 1 and len(loads) == 2

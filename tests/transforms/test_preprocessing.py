@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from monai.transforms import Compose
 
 from l2gnet_monai.networks import L2GNet
 from l2gnet_monai.planning.plan import PlanState, build_plan
@@ -72,6 +73,13 @@ def test_every_workflow_builds_the_same_image_chain_from_the_plan(tmp_path: Path
         "evaluation": parsers["evaluate"].get_parsed_content("validate#preprocessing"),
         "inference (and MONAI Label)": parsers["inference"].get_parsed_content("preprocessing"),
     }
+    # inference and evaluation check each volume's voxels right after loading it (streamed folders); training has
+    # checked every file up front; the check changes nothing, the chains are otherwise the same
+    for workflow in ("evaluation", "inference (and MONAI Label)"):
+        assert type(chains[workflow].transforms[1]).__name__ == "CheckVoxelsd", workflow
+    for workflow in ("training", "validation"):
+        assert "CheckVoxelsd" not in [type(t).__name__ for t in chains[workflow].transforms], workflow
+    chains = {k: Compose([t for t in c.transforms if type(t).__name__ != "CheckVoxelsd"]) for k, c in chains.items()}
     reference = _chain(chains["inference (and MONAI Label)"])
     assert [name for name, _ in reference] == [
         "LoadImaged",

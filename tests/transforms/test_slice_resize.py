@@ -210,3 +210,21 @@ def test_invert_to_labels_accepts_finite_scores_whose_sum_overflows() -> None:
     logits[1] = 3e38  # finite, but a float32 sum of them is Inf
     labels = InvertToLabelsd("pred", pre)({"image": data, "pred": logits})["pred"]
     assert (labels == 1).all()
+
+
+def test_invert_to_labels_without_a_resize_is_the_argmax_of_the_scores() -> None:
+    """Slices already of the network's size: no interpolation, the label is the argmax (as MONAI's path gives)."""
+    image = _volume([10, 9, 4], affine=LPS, channels=1)
+    reorient = Orientationd("image", "RAS", labels=None)
+    pre = Compose([reorient, ResizeSlicesd("image", [10, 9, -1]), EnsureTyped("image")])
+    monai_pre = Compose([reorient, Resized("image", [10, 9, -1]), EnsureTyped("image")])
+    ours, monai = pre({"image": image.clone()})["image"], monai_pre({"image": image.clone()})["image"]
+    logits = torch.randn(5, *ours.shape[1:], generator=torch.Generator().manual_seed(2))
+    logits[:, 0, 0, 0] = 1.5  # a tie: the first class wins
+    expected = _labels_reference(monai_pre, monai, logits)
+    got = InvertToLabelsd("pred", pre, orig_keys="image")({"image": ours, "pred": logits.clone()})["pred"]
+    assert torch.equal(got.as_tensor(), expected.as_tensor())
+    resizer = ResizeSlices([10, 9, -1])
+    resized = resizer(image.clone())
+    fast = resizer.inverse_to_labels(MetaTensor(logits.clone()).copy_meta_from(resized))
+    assert fast.dtype == torch.uint8 and torch.equal(fast[0].long(), logits.argmax(0))
