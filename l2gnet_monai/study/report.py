@@ -209,7 +209,7 @@ def _plots(study: Mapping[str, Any], files: Path) -> list[str]:
         for n in names
     ]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2), 3.6))
-    ax.boxplot(per_case, widths=0.6)
+    ax.boxplot(per_case, widths=0.6, showfliers=False)  # every case is drawn as a dot
     for position, values in enumerate(per_case, start=1):
         ax.plot(
             np.full(len(values), position) + np.linspace(-0.12, 0.12, len(values)),
