@@ -55,7 +55,7 @@ def test_configs_agree_with_metadata_and_each_other() -> None:
     assert parser.get_parsed_content("network_def").init_args == {
         **L2GNet().init_args,
         **{
-            k: v
+            k: train["backbone"] if v == "@backbone" else v
             for k, v in train["network_def"].items()
             if not k.startswith("_") and k not in ("pretrained_encoder", "plan", "network")
         },
