@@ -301,6 +301,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]
     inferer = parser.get_parsed_content("inferer")
     stage_names = {
         "LoadImaged": "load",
+        "CheckVoxelsd": "load",  # the voxel check of each case as it is loaded
         "EnsureChannelFirstd": "reorient",
         "Orientationd": "reorient",
         "IntensityNormalizationd": "window",
