@@ -28,10 +28,12 @@ import zlib
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
+import monai
 import numpy as np
 import torch
 from monai.data import DataLoader, Dataset, list_data_collate
 from monai.transforms import MapTransform
+from monai.utils import version_geq
 
 from l2gnet_monai.data.errors import DatasetError, one_line
 from l2gnet_monai.data.volume_checks import ClassNames, check_image_voxels, check_label_voxels, declared_classes
@@ -171,6 +173,18 @@ class CheckedDataLoader:
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate_checked, **kwargs
         )
         self.bad_cases: list[str] = []
+
+    @property
+    def epoch_length(self) -> int | None:
+        """The engine's ``epoch_length`` for this loader: ``None`` (found when the cases run out) on MONAI >= 1.5.
+
+        MONAI 1.4 requires an ``epoch_length`` for a loader that is not a torch ``DataLoader``: there it is the number
+        of batches of all cases, and a skipped case ends the pass one batch early (with ignite's warning that the data
+        ran out).
+        """
+        if version_geq(monai.__version__, "1.5"):
+            return None
+        return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
         self.bad_cases = []

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Dict, Optional, Union
 
 import torch
+from monai.utils import pytorch_after
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
@@ -52,7 +53,10 @@ def count_flops(
         device = next((p.device for p in network.parameters()), torch.device("cpu"))
     was_training = network.training
     network.eval()
-    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+    # torch < 2.4 attributes FLOPs to modules only when given them (``mods``); later versions track every module
+    # and deprecate the argument
+    modules = {} if pytorch_after(2, 4) else {"mods": network}
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION, **modules)
     try:
         with counter:
             network(torch.randn(*input_shape, device=device))
