@@ -54,6 +54,17 @@ CPU_MEMORY_ENV: Dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 MIB = 1024.0 * 1024.0
 
+#: ``inference.json`` overrides of a small L2GNet (ResNet18, codebook 64 x 128, q = 2) on 64 x 64 slices: the
+#: network of the benchmarks that measure what surrounds the network rather than the network itself.
+SMALL_NETWORK_OVERRIDE: Dict[str, Any] = {
+    "network_def#backbone": "resnet18",
+    "network_def#codebook_size": 64,
+    "network_def#codebook_dim": 128,
+    "network_def#num_references": 2,
+    "network_def#reference_grid": 2,
+    "slice_size": [64, 64],
+}
+
 
 def setup_device(device: str, threads: int) -> torch.device:
     """Check that ``device`` (``"cpu"`` or ``"cuda"``) is usable and set the number of CPU threads."""

@@ -36,7 +36,7 @@ from typing import Any, Dict, List
 import nibabel as nib
 import numpy as np
 import torch
-from _common import contention_warning, cpu_pressure, format_table, median, write_json
+from _common import SMALL_NETWORK_OVERRIDE, contention_warning, cpu_pressure, format_table, median, write_json
 from monai.bundle import ConfigParser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,12 +44,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The network and slices of the measured bundle: small, so that loading and checking weigh as in a real folder of
 #: large CTs with a fast network (a GPU), rather than disappearing behind a slow one.
 OVERRIDE: Dict[str, Any] = {
-    "network_def#backbone": "resnet18",
-    "network_def#codebook_size": 64,
-    "network_def#codebook_dim": 128,
-    "network_def#num_references": 2,
-    "network_def#reference_grid": 2,
-    "slice_size": [64, 64],
+    **SMALL_NETWORK_OVERRIDE,
     "sw_batch_size": 16,
     "precision": "fp32",
     "compile": False,

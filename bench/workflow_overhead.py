@@ -54,19 +54,19 @@ from typing import Any, Dict, List
 import nibabel as nib
 import numpy as np
 import torch
-from _common import contention_warning, cpu_pressure, format_table, machine_info, median, write_json
+from _common import (
+    SMALL_NETWORK_OVERRIDE,
+    contention_warning,
+    cpu_pressure,
+    format_table,
+    machine_info,
+    median,
+    write_json,
+)
 from monai.bundle import ConfigParser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("set-up", "weights", "checks", "loader", "load", "preprocessing", "network", "inversion", "save", "other")
-QUICK_OVERRIDE = {
-    "network_def#backbone": "resnet18",
-    "network_def#codebook_size": 64,
-    "network_def#codebook_dim": 128,
-    "network_def#num_references": 2,
-    "network_def#reference_grid": 2,
-    "slice_size": [64, 64],
-}
 
 CHILD = r"""
 import contextlib, functools, json, sys, time
@@ -234,7 +234,7 @@ def main() -> None:
     override: Dict[str, Any] = {"compile": False}
     if args.quick:
         args.volume, args.rounds = [64, 64, 8], 1
-        override.update(QUICK_OVERRIDE)
+        override.update(SMALL_NETWORK_OVERRIDE)
     trees = ({"before": os.path.abspath(args.base)} if args.base else {}) | {"after": REPO}
     pressures = [cpu_pressure()]
     summaries = []

@@ -36,6 +36,7 @@ import numpy as np
 
 from l2gnet_monai.data.datalist import load_split
 from l2gnet_monai.data.errors import DatasetError
+from l2gnet_monai.planning.plan import _write_json_atomically
 
 __all__ = [
     "SPLITS_FILE",
@@ -130,16 +131,6 @@ def read_splits(path: str | os.PathLike) -> list[dict[str, list[str]]]:
     return folds
 
 
-def _write_atomically(path: str, content: Any) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(temporary, "w") as f:
-        json.dump(content, f, indent=4)
-        f.write("\n")
-    os.replace(temporary, path)
-
-
 def ensure_splits(
     splits_file: str | os.PathLike, datalist_file: str | os.PathLike, num_folds: int = 5, seed: int = 12345
 ) -> list[dict[str, list[str]]]:
@@ -156,7 +147,7 @@ def ensure_splits(
     path = os.fspath(splits_file)
     if not os.path.isfile(path):
         folds = make_splits(list(pool), num_folds, seed)
-        _write_atomically(path, folds)
+        _write_json_atomically(path, folds)
         return folds
     folds = read_splits(path)
     if len(folds) != num_folds:

@@ -220,7 +220,7 @@ class PlanState:
             )
 
 
-def _write_json_atomically(path: str, content: Mapping[str, Any]) -> None:
+def _write_json_atomically(path: str, content: Any) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
