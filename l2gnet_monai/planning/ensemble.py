@@ -77,15 +77,16 @@ def fold_checkpoints(models_dir: str | os.PathLike, folds: Any) -> list[tuple[in
         raise DatasetError("folds: no folds given.")
     root = os.fspath(models_dir)
     if selected == "all":
-        found = sorted(
-            int(name[5:]) for name in os.listdir(root) if name.startswith("fold_") and name[5:].isdigit()
-        ) if os.path.isdir(root) else []  # fmt: skip
-        trained = [k for k in found if os.path.isfile(os.path.join(fold_dir(root, k), "model.pt"))]
+        folders = os.listdir(root) if os.path.isdir(root) else []
+        trained = sorted(
+            int(name[5:])
+            for name in folders
+            if name.startswith("fold_") and name[5:].isdigit() and os.path.isfile(os.path.join(root, name, "model.pt"))
+        )
         if not trained:
             raise DatasetError(f"folds: {root!r} holds no trained fold (fold_K/model.pt); train with --fold K first.")
-        num_folds = int((trained_plan(os.path.join(fold_dir(root, trained[0]), "model.pt")).get("fold") or {}).get(
-            "num_folds", len(trained)))  # fmt: skip
-        selected = list(range(num_folds))
+        fold = trained_plan(os.path.join(fold_dir(root, trained[0]), "model.pt")).get("fold") or {}
+        selected = list(range(int(fold.get("num_folds", len(trained)))))
     paths = [(k, os.path.join(fold_dir(root, k), "model.pt")) for k in selected]
     missing = [path for _, path in paths if not os.path.isfile(path)]
     if missing:
